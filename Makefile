@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv-names
 
-.PHONY: run test names clean
+.PHONY: run test names bench clean
 
 run:
 	$(PYTHON) microgpt.py
@@ -19,3 +19,10 @@ names:
 
 clean:
 	rm -rf $(VENV) __pycache__ tests/__pycache__ .pytest_cache
+
+# Speed: microgpt's training step against the atomic reference, side by side (a script, not a test).
+bench:
+	@echo "machine: $$(uname -m), $$(nproc) cores, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+	$(PYTHON) bench/bench.py
+	@if command -v pypy3 >/dev/null; then pypy3 bench/bench.py --configs classic --rounds 200 --no-header; \
+	else echo "(pypy3 not found: no PyPy row; apt-get install pypy3)"; fi

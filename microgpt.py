@@ -7,9 +7,11 @@ loop and the sampling loop, in that order. Run `python3 microgpt.py --help` for 
 """
 import argparse
 import math
+import operator
 import os
 import random
 import sys
+import time
 
 
 class DataError(Exception):
@@ -87,10 +89,13 @@ class Value:
     Value with respect to each child (same length). backward() combines them with the chain rule.
     """
     __slots__ = ("data", "grad", "_children", "_local_grads")
+    grad_enabled = True     # False inside `with no_grad():`
 
     def __init__(self, data, children=(), local_grads=()):
         self.data = data
         self.grad = 0.0
+        if not Value.grad_enabled:          # remember nothing: no graph, nothing kept alive
+            children = local_grads = ()
         self._children = children
         self._local_grads = local_grads
 
@@ -148,47 +153,90 @@ class Value:
                     stack.append((child, False))
         self.grad = 1.0
         for node in reversed(order):
+            node_grad = node.grad                   # final: every node computed from node is done
+            if node_grad == 0.0:                    # nothing to pass on (say, behind a ReLU that was off)
+                continue
             for child, local_grad in zip(node._children, node._local_grads):
-                child.grad += local_grad * node.grad     # chain rule, summed over every path
+                child.grad += local_grad * node_grad     # chain rule, summed over every path
+
+
+class no_grad:
+    """`with no_grad():` computes values only: new Values keep no children, so no graph is built and
+    backward() through them does nothing. For sampling and evaluation, which need no gradient."""
+
+    def __enter__(self):
+        self.previous, Value.grad_enabled = Value.grad_enabled, False
+
+    def __exit__(self, *exc_info):
+        Value.grad_enabled = self.previous
 
 
 # ----------------------------------------------------------------------------------------------------
 # 4. Model: a GPT-2-like transformer that reads one token at a time.
 
+# The model's stages as single nodes with many children. Each computes its value from plain floats and
+# stores the derivative with respect to every child, so backward() treats it like any other Value; the
+# same function built from + * exp ... would make one node per arithmetic operation instead.
+
 def dot(a, b):
-    """Sum of a[i] * b[i] over two equal-length lists of Values -> one Value."""
-    return sum((ai * bi for ai, bi in zip(a, b)), Value(0.0))
+    """sum_i a_i * b_i over two equal-length lists of Values -> one Value with 2n children.
+
+    d/da_i = b_i and d/db_i = a_i: each side's local gradients are the other side's values.
+    """
+    a_data, b_data = [x.data for x in a], [x.data for x in b]
+    return Value(sum(map(operator.mul, a_data, b_data)), a + b, b_data + a_data)
 
 
 def total(xs):
-    """Sum of a list of Values -> one Value."""
-    return sum(xs, Value(0.0))
+    """sum_i x_i over a list of Values -> one Value; d/dx_i = 1 for every child."""
+    return Value(sum(x.data for x in xs), tuple(xs), [1.0] * len(xs))
 
 
 def linear(x, w):
-    """Matrix-vector product: x (n_in Values), w (n_out rows of n_in Values) -> n_out Values."""
-    return [dot(row, x) for row in w]
+    """Matrix-vector product: x (n_in Values), w (n_out rows of n_in Values) -> n_out Values.
+
+    Output i is dot(w[i], x), one node with the row and x as children: d/dw_ij = x_j, d/dx_j = w_ij.
+    Written out rather than calling dot() so that x's floats are read once, not once per row.
+    """
+    x_data = [xi.data for xi in x]
+    out = []
+    for row in w:
+        row_data = [wij.data for wij in row]
+        out.append(Value(sum(map(operator.mul, row_data, x_data)), row + x, x_data + row_data))
+    return out
 
 
-def softmax(logits):
-    """Probabilities from logits: exp(z_i - max z) / sum_j exp(z_j - max z), same length as logits."""
-    max_logit = max(z.data for z in logits)
-    exps = [(z - max_logit).exp() for z in logits]
-    s = total(exps)
+def softmax_data(zs, temperature=1.0):
+    """Softmax of plain floats: exp((z_i - max z) / T) / sum_j exp((z_j - max z) / T), same length.
+    Subtracting max z changes nothing mathematically and keeps exp from overflowing."""
+    max_z = max(zs)
+    exps = [math.exp((z - max_z) / temperature) for z in zs]
+    s = sum(exps)
     return [e / s for e in exps]
 
 
+def softmax(logits, temperature=1.0):
+    """Probabilities from a list of n logit Values -> n Values, each with all n logits as children.
+
+    p_i = exp(z_i / T) / sum_j exp(z_j / T), and dp_i/dz_j = p_i * ([i == j] - p_j) / T.
+    """
+    probs = softmax_data([z.data for z in logits], temperature)
+    logits = tuple(logits)
+    return [Value(p_i, logits, [p_i * ((i == j) - p_j) / temperature for j, p_j in enumerate(probs)])
+            for i, p_i in enumerate(probs)]
+
+
 def rmsnorm(x):
-    """RMSNorm without a learned gain (Zhang & Sennrich 2019): x_i / sqrt(mean(x^2) + 1e-5), n Values in
-    and out."""
-    scale = (total([xi * xi for xi in x]) / len(x) + 1e-5) ** -0.5
+    """RMSNorm without a learned gain (Zhang & Sennrich 2019): x_i * s with s = (mean_j x_j^2 + 1e-5)^-1/2,
+    n Values in and out.
+
+    The scale s is one node with the n inputs as children: ds/dx_j = -s^3 * x_j / n.
+    """
+    n = len(x)
+    x_data = [xi.data for xi in x]
+    s = (sum(v * v for v in x_data) / n + 1e-5) ** -0.5
+    scale = Value(s, tuple(x), [-s * s * s * v / n for v in x_data])
     return [xi * scale for xi in x]
-
-
-def cross_entropy(logits, target_id):
-    """Minus the log-probability the softmax of `logits` (vocab_size Values) gives `target_id`, in nats."""
-    probs = softmax(logits)
-    return -probs[target_id].log()
 
 
 class GPT:
@@ -243,8 +291,8 @@ class GPT:
             for h in range(self.n_head):
                 lo, hi = h * self.head_dim, (h + 1) * self.head_dim
                 q_h = q[lo:hi]
-                attn_logits = [dot(q_h, k[lo:hi]) * self.head_dim ** -0.5 for k in keys[i]]
-                attn_weights = softmax(attn_logits)
+                attn_logits = [dot(q_h, k[lo:hi]) for k in keys[i]]
+                attn_weights = softmax(attn_logits, temperature=math.sqrt(self.head_dim))
                 x_attn += [dot(attn_weights, [v[j] for v in values[i]]) for j in range(lo, hi)]
             x = linear(x_attn, sd[f"layer{i}.attn_wo"])
             x = [a + b for a, b in zip(x, x_residual)]
@@ -258,6 +306,20 @@ class GPT:
 
 # ----------------------------------------------------------------------------------------------------
 # 5. Loss: how surprised the model is by each next token of a document.
+
+def cross_entropy(logits, target_id):
+    """Minus the log-probability that softmax(logits) gives the target: one Value, in nats.
+
+    With p = softmax(z): loss = -log p_target = log sum_j exp(z_j) - z_target, and d loss/dz_j =
+    p_j - [j == target]: the probability given to each token, minus 1 at the token that came.
+    """
+    zs = [z.data for z in logits]
+    probs = softmax_data(zs)
+    max_z = max(zs)
+    log_sum_exp = max_z + math.log(sum(math.exp(z - max_z) for z in zs))
+    return Value(log_sum_exp - zs[target_id], tuple(logits),
+                 [p - (j == target_id) for j, p in enumerate(probs)])
+
 
 def document_losses(gpt, tokens):
     """Cross-entropy at each position of one document: a list of n Values (nats), n = min(block_size,
@@ -303,13 +365,13 @@ class Adam:
     def step(self, lr):
         """Move every parameter against its bias-corrected gradient mean, then reset its grad to 0."""
         self.t += 1
-        b1, b2 = self.beta1, self.beta2
+        b1, b2, eps = self.beta1, self.beta2, self.eps
         bias1, bias2 = 1.0 - b1 ** self.t, 1.0 - b2 ** self.t
-        m, v = self.m, self.v
-        for i, p in enumerate(self.params):
-            m[i] = b1 * m[i] + (1.0 - b1) * p.grad
-            v[i] = b2 * v[i] + (1.0 - b2) * p.grad * p.grad
-            p.data -= lr * (m[i] / bias1) / ((v[i] / bias2) ** 0.5 + self.eps)
+        grads = [p.grad for p in self.params]
+        self.m = [b1 * m + (1.0 - b1) * g for m, g in zip(self.m, grads)]      # running mean of g
+        self.v = [b2 * v + (1.0 - b2) * g * g for v, g in zip(self.v, grads)]  # running mean of g^2
+        for p, m, v in zip(self.params, self.m, self.v):
+            p.data -= lr * (m / bias1) / (math.sqrt(v / bias2) + eps)
             p.grad = 0.0
 
 
@@ -344,13 +406,14 @@ def sample(gpt, tokenizer, rng, temperature=0.5):
     and stop at BOS or after block_size tokens. Returns the string (without BOS)."""
     keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]
     token_id, out = tokenizer.BOS, []
-    for pos_id in range(gpt.block_size):
-        logits = gpt(token_id, pos_id, keys, values)
-        probs = softmax([z / temperature for z in logits])
-        token_id = rng.choices(range(gpt.vocab_size), weights=[p.data for p in probs])[0]
-        if token_id == tokenizer.BOS:
-            break
-        out.append(token_id)
+    with no_grad():
+        for pos_id in range(gpt.block_size):
+            logits = gpt(token_id, pos_id, keys, values)
+            probs = softmax(logits, temperature)
+            token_id = rng.choices(range(gpt.vocab_size), weights=[p.data for p in probs])[0]
+            if token_id == tokenizer.BOS:
+                break
+            out.append(token_id)
     return tokenizer.decode(out)
 
 
@@ -405,7 +468,9 @@ def run(args, log=print):
     if n_cut:
         log(f"cut: {n_cut:,} documents are longer than block_size {gpt.block_size} allows "
             f"and train on their first {gpt.block_size} positions only")
+    start = time.perf_counter()
     train(gpt, Adam(gpt.params), tokenizer, docs, args.steps, args.lr, log)
+    log(f"trained {args.steps} steps in {time.perf_counter() - start:.1f} s")
     for i in range(args.samples):
         log(f"sample {i + 1:2d}: {sample(gpt, tokenizer, rng, args.temperature)}")
 
