@@ -6,11 +6,15 @@ tokenizer, a scalar autograd engine, the transformer, the cross-entropy loss, Ad
 loop and the sampling loop, in that order. Run `python3 microgpt.py --help` for the options.
 """
 import argparse
+import csv
+import json
 import math
 import operator
 import os
 import random
+import signal
 import sys
+import tempfile
 import time
 
 
@@ -341,12 +345,20 @@ def document_loss(gpt, tokens):
 
 
 # ----------------------------------------------------------------------------------------------------
-# 6. Optimizer: Adam, and a learning rate that decays along a cosine.
+# 6. Optimizer: Adam, and a learning rate that warms up, then decays along a cosine.
 
-def lr_schedule(step, num_steps, lr):
-    """Learning rate of optimizer step `step` (0-based) of `num_steps`: lr * (1 + cos(pi * step /
-    num_steps)) / 2, from lr down towards 0 (cosine decay, Loshchilov & Hutter 2016)."""
-    return lr * 0.5 * (1.0 + math.cos(math.pi * step / num_steps))
+def lr_schedule(step, num_steps, lr, warmup_steps=0, min_lr=0.0):
+    """Learning rate of optimizer step `step` (0-based) of `num_steps`.
+
+    Linear warmup over the first warmup_steps steps, lr * (step + 1) / warmup_steps; then cosine decay
+    (Loshchilov & Hutter 2016) from lr to min_lr: min_lr + (lr - min_lr) * (1 + cos(pi * progress)) / 2,
+    progress = (step - warmup_steps) / (num_steps - warmup_steps). With no warmup and min_lr 0 this is
+    lr * (1 + cos(pi * step / num_steps)) / 2.
+    """
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, num_steps - warmup_steps)
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class Adam:
@@ -376,112 +388,608 @@ class Adam:
 
 
 # ----------------------------------------------------------------------------------------------------
-# 7. Training: one document per step, cycling through the shuffled dataset.
+# 7. Training: one optimizer step per batch of documents, cycling through the shuffled dataset.
 
-def train_step(gpt, optimizer, tokens, lr):
-    """Forward, backward and update on one document (token ids with BOS at both ends). Returns the
-    loss before the update (float, nats per token)."""
-    loss = document_loss(gpt, tokens)
-    loss.backward()
+def grad_norm(params):
+    """Global L2 norm of the gradients, sqrt(sum of p.grad^2) over all parameters (a float)."""
+    return math.sqrt(sum(p.grad * p.grad for p in params))
+
+
+def train_step(gpt, optimizer, batch, lr, grad_clip=None):
+    """One optimizer step on a batch: a list of documents, each a list of token ids with BOS at both ends.
+
+    The loss is the mean cross-entropy over every predicted token of the batch. Each document's graph is
+    built, back-propagated and dropped in turn, its summed loss divided by the batch's token count, so
+    the gradients that add up in p.grad are those of the mean (gradient accumulation). If grad_clip is
+    given, gradients are scaled down to that global norm. Then Adam updates every parameter.
+    Returns (loss in nats per token, gradient norm before clipping).
+    Raises FloatingPointError, before any parameter changes, if the loss or the gradient is not finite.
+    """
+    n_tokens = sum(min(gpt.block_size, len(tokens) - 1) for tokens in batch)
+    loss = 0.0
+    for tokens in batch:
+        doc_loss = total(document_losses(gpt, tokens)) / n_tokens
+        doc_loss.backward()
+        loss += doc_loss.data
+    norm = grad_norm(optimizer.params)
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        for p in optimizer.params:
+            p.grad = 0.0
+        raise FloatingPointError(f"loss {loss}, gradient norm {norm}")
+    if grad_clip is not None and norm > grad_clip:
+        for p in optimizer.params:
+            p.grad *= grad_clip / norm
     optimizer.step(lr)
-    return loss.data
+    return loss, norm
 
 
-def train(gpt, optimizer, tokenizer, docs, num_steps, lr, log=print):
-    """Train for num_steps steps; step i uses docs[i % len(docs)]. Prints one line per step through
-    `log` and returns the losses (num_steps floats, nats)."""
+def train(gpt, optimizer, tokenizer, docs, num_steps, lr, warmup_steps=0, min_lr=0.0, batch_size=1,
+          grad_clip=None, start_step=0, on_step=None):
+    """Run optimizer steps start_step .. num_steps - 1 and return their losses (floats, nats per token).
+
+    Step i trains on batch_size documents starting at docs[i * batch_size % len(docs)]. After each step,
+    on_step(step, loss, lr, grad_norm, batch) is called if given; a true return value stops training.
+    """
     losses = []
-    for step in range(num_steps):
-        tokens = tokenizer.encode(docs[step % len(docs)])
-        losses.append(train_step(gpt, optimizer, tokens, lr_schedule(step, num_steps, lr)))
-        log(f"step {step + 1:4d} / {num_steps:4d} | loss {losses[-1]:.4f}")
+    for step in range(start_step, num_steps):
+        first = step * batch_size
+        batch = [tokenizer.encode(docs[(first + j) % len(docs)]) for j in range(batch_size)]
+        lr_t = lr_schedule(step, num_steps, lr, warmup_steps, min_lr)
+        loss, norm = train_step(gpt, optimizer, batch, lr_t, grad_clip)
+        losses.append(loss)
+        if on_step is not None and on_step(step, loss, lr_t, norm, batch):
+            break
     return losses
 
 
 # ----------------------------------------------------------------------------------------------------
 # 8. Sampling: new documents, one token at a time, fed back through the KV lists.
 
-def sample(gpt, tokenizer, rng, temperature=0.5):
-    """Generate one document: start from BOS, sample each next token from softmax(logits / temperature)
-    and stop at BOS or after block_size tokens. Returns the string (without BOS)."""
+def sample(gpt, tokenizer, rng, temperature=0.5, top_k=None, prefix=""):
+    """Generate one document and return it as a string (the prefix included, BOS not).
+
+    Starts from BOS followed by the prefix's tokens; from then on samples each next token from
+    softmax(logits / temperature), keeping only the top_k largest logits if top_k is given, and stops at
+    BOS or after block_size positions. Raises KeyError for a prefix character outside the vocabulary.
+    """
     keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]
-    token_id, out = tokenizer.BOS, []
+    token_ids = [tokenizer.BOS] + [tokenizer.ids[ch] for ch in prefix]
     with no_grad():
         for pos_id in range(gpt.block_size):
-            logits = gpt(token_id, pos_id, keys, values)
-            probs = softmax(logits, temperature)
-            token_id = rng.choices(range(gpt.vocab_size), weights=[p.data for p in probs])[0]
+            logits = gpt(token_ids[pos_id], pos_id, keys, values)
+            if pos_id + 1 < len(token_ids):
+                continue
+            zs = [z.data for z in logits]
+            if top_k is not None and top_k < len(zs):
+                kth_largest = sorted(zs, reverse=True)[top_k - 1]
+                zs = [z if z >= kth_largest else -math.inf for z in zs]
+            probs = softmax_data(zs, temperature)
+            token_id = rng.choices(range(gpt.vocab_size), weights=probs)[0]
             if token_id == tokenizer.BOS:
                 break
-            out.append(token_id)
-    return tokenizer.decode(out)
+            token_ids.append(token_id)
+    return tokenizer.decode(token_ids[1:])
 
 
-# ----------------------------------------------------------------------------------------------------
-# Command line
+# ====================================================================================================
+# Tooling. The algorithm ends with sampling, above. What follows serves the person running it: the
+# command line, a validation split, metrics and a loss curve, checkpoints that resume exactly, and a
+# one-step trace. None of it changes what the model computes.
+
+DEFAULTS = {"steps": 500, "seed": 42, "n_embd": 16, "n_head": 4, "n_layer": 1, "block_size": 8,
+            "lr": 0.01, "warmup_steps": 0, "min_lr": 0.0, "batch_size": 1, "grad_clip": None,
+            "val_fraction": 0.1}
+MODEL_KEYS = ("n_embd", "n_head", "n_layer", "block_size")   # fixed by a checkpoint's parameters
+SPLIT_KEYS = ("seed", "val_fraction")                         # fixed by a checkpoint's data split
+CHECKPOINT_FORMAT = "microgpt checkpoint 1"
+
+
+def split_docs(docs, val_fraction):
+    """(training docs, validation docs): the first round(len(docs) * val_fraction) documents of the
+    (already shuffled) list are held out for validation. Raises DataError if none is left to train on."""
+    n_val = int(len(docs) * val_fraction + 0.5)
+    if n_val >= len(docs):
+        raise DataError(f"--val-fraction {val_fraction} of {len(docs)} documents leaves none to train on; "
+                        f"lower --val-fraction or add documents")
+    return docs[n_val:], docs[:n_val]
+
+
+def evaluate(gpt, tokenizer, docs):
+    """Mean negative log-likelihood per predicted token over `docs`, in nats, with no graph built.
+    Returns (loss, number of predicted tokens)."""
+    loss_sum, n_tokens = 0.0, 0
+    with no_grad():
+        for doc in docs:
+            losses = document_losses(gpt, tokenizer.encode(doc))
+            loss_sum += sum(loss.data for loss in losses)
+            n_tokens += len(losses)
+    return loss_sum / n_tokens, n_tokens
+
+
+# ---- checkpoints: JSON data (never pickle), written atomically
+
+def write_atomically(path, text):
+    """Write text to path through a temporary file in the same folder and a rename, so that a crash
+    leaves either the old file or the new one, never half of one. Raises DataError if it cannot."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".microgpt-", suffix=".tmp")
+    except OSError as e:
+        raise DataError(f"cannot write {path}: {e.strerror}; choose a folder that exists and is writable")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise DataError(f"cannot write {path}: {e.strerror}")
+        raise
+
+
+def check_writable(path, option):
+    """Raise DataError now, before any training, if `path` cannot be created in its folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DataError(f"{option} {path}: folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise DataError(f"{option} {path} is a folder; give a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".microgpt-", suffix=".tmp")
+    except OSError as e:
+        raise DataError(f"{option} {path}: cannot write in {folder} ({e.strerror})")
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def save_checkpoint(path, gpt, tokenizer, optimizer, rng, step, settings, metrics):
+    """Save what resuming needs to continue exactly: the configuration and settings, the vocabulary,
+    every parameter, Adam's moments and step count, the step, the random generator and the metrics."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "config": {"vocab_size": gpt.vocab_size, **{key: getattr(gpt, key) for key in MODEL_KEYS}},
+        "chars": tokenizer.chars,
+        "settings": settings,
+        "step": step,
+        "params": {name: [[p.data for p in row] for row in mat] for name, mat in gpt.state_dict.items()},
+        "adam": {"t": optimizer.t, "m": optimizer.m, "v": optimizer.v},
+        "rng_state": rng.getstate(),
+        "metrics": metrics,
+    }
+    write_atomically(path, json.dumps(state))
+
+
+def load_checkpoint(path):
+    """Read and check a checkpoint: a dict as save_checkpoint wrote it. Raises DataError if the file is
+    missing, not JSON (a truncated file is not), not a microgpt checkpoint, or inconsistent."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"checkpoint {path} not found")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"checkpoint {path} is not valid JSON, perhaps truncated ({e})")
+    except OSError as e:
+        raise DataError(f"cannot read checkpoint {path}: {e.strerror}")
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(f"{path} is not a microgpt checkpoint")
+    try:
+        config, chars = state["config"], state["chars"]
+        if config["vocab_size"] != len(chars) + 1:
+            raise ValueError(f"vocab_size {config['vocab_size']} but {len(chars)} characters")
+        n_params = sum(len(row) for mat in state["params"].values() for row in mat)
+        if not len(state["adam"]["m"]) == len(state["adam"]["v"]) == n_params:
+            raise ValueError("Adam's moments do not match the parameters")
+        state["step"], state["settings"]["seed"], state["metrics"]["train"]    # present
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise DataError(f"checkpoint {path} is damaged ({type(e).__name__}: {e})")
+    return state
+
+
+def restore_params(gpt, params, path):
+    """Copy saved parameter values into gpt; DataError if a matrix's shape does not match."""
+    for name, mat in gpt.state_dict.items():
+        saved = params.get(name)
+        if saved is None or len(saved) != len(mat) or any(len(a) != len(b) for a, b in zip(saved, mat)):
+            raise DataError(f"checkpoint {path} does not match its own model at {name}")
+        for row, saved_row in zip(mat, saved):
+            for p, x in zip(row, saved_row):
+                p.data = float(x)
+    if set(params) != set(gpt.state_dict):
+        raise DataError(f"checkpoint {path} has parameters this model does not: "
+                        f"{', '.join(sorted(set(params) - set(gpt.state_dict)))}")
+
+
+# ---- what the person running training sees
+
+def format_seconds(seconds):
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+class Console:
+    """Permanent lines go through `log`; on a terminal, a status line rewrites itself in between."""
+
+    def __init__(self, log):
+        self.log = log
+        self.tty = log is print and sys.stdout.isatty()
+        self.status_shown = False
+
+    def line(self, text):
+        if self.status_shown:
+            sys.stdout.write("\r\x1b[K")
+            self.status_shown = False
+        self.log(text)
+
+    def status(self, text):
+        if self.tty:
+            sys.stdout.write("\r\x1b[K" + text)
+            sys.stdout.flush()
+            self.status_shown = True
+
+
+CSV_COLUMNS = ["kind", "step", "loss", "lr", "grad_norm", "tokens_per_sec", "elapsed_s",
+               "train_loss", "val_loss", "val_ppl"]
+
+
+class Monitor:
+    """Watches training through train()'s on_step: prints step lines, evaluates, writes the CSV log,
+    saves periodic checkpoints and notices Ctrl-C. Metrics are kept for the checkpoint and the curve:
+    metrics["train"] rows are [step, loss, lr, grad_norm, tokens_per_sec, elapsed_s] and
+    metrics["eval"] rows are [step, train_loss, val_loss], steps counted from 1."""
+
+    def __init__(self, console, args, settings, evaluate_val, save, metrics, start_step):
+        self.console, self.args, self.settings = console, args, settings
+        self.evaluate_val, self.save, self.metrics = evaluate_val, save, metrics
+        self.start_step = self.step_done = start_step
+        self.num_steps = settings["steps"]
+        self.elapsed_before = metrics["train"][-1][5] if metrics["train"] else 0.0
+        self.t_start = self.t_last = time.perf_counter()
+        self.eval_seconds = 0.0
+        self.stop_requested = False
+        self.losses_since_eval = []
+        self.csv = None
+        if args.log:
+            self.csv = csv.writer(open(args.log, "w", newline="", encoding="utf-8"))
+            self.csv.writerow(CSV_COLUMNS)
+            for row in metrics["train"]:
+                self.write_train_row(row)
+            for row in metrics["eval"]:
+                self.write_eval_row(row)
+
+    def write_train_row(self, row):
+        if self.csv:
+            self.csv.writerow(["train"] + row + ["", "", ""])
+
+    def write_eval_row(self, row):
+        if self.csv:
+            step, train_loss, val_loss = row
+            self.csv.writerow(["eval", step, "", "", "", "", "", train_loss, val_loss, math.exp(val_loss)])
+
+    def training_seconds(self):
+        return time.perf_counter() - self.t_start - self.eval_seconds
+
+    def on_step(self, step, loss, lr, norm, batch):
+        now = time.perf_counter()
+        n_tokens = sum(min(self.settings["block_size"], len(tokens) - 1) for tokens in batch)
+        self.step_done = step + 1
+        elapsed = self.elapsed_before + self.training_seconds()
+        row = [step + 1, loss, lr, norm, n_tokens / max(now - self.t_last, 1e-9), elapsed]
+        self.metrics["train"].append(row)
+        self.write_train_row(row)
+        self.losses_since_eval.append(loss)
+        per_step = self.training_seconds() / (self.step_done - self.start_step)
+        left = per_step * (self.num_steps - self.step_done)
+        text = (f"step {step + 1:4d} / {self.num_steps:4d} | loss {loss:.4f} | lr {lr:.5f} | "
+                f"{format_seconds(left)} left")
+        last = self.step_done == self.num_steps
+        if (step + 1) % self.args.print_every == 0 or last:
+            self.console.line(text)
+        else:
+            self.console.status(text)
+        if (step + 1) % self.args.eval_every == 0 or last:
+            self.evaluation()
+        if self.args.save and self.args.save_every and (step + 1) % self.args.save_every == 0 and not last:
+            self.save(self.step_done)
+        self.t_last = time.perf_counter()
+        return self.stop_requested
+
+    def evaluation(self):
+        """Validation loss now, beside the mean training loss since the last evaluation."""
+        if not self.losses_since_eval:
+            return
+        train_loss = sum(self.losses_since_eval) / len(self.losses_since_eval)
+        text = f"eval {self.step_done:4d} | train loss {train_loss:.4f} (mean of {len(self.losses_since_eval)} steps)"
+        val_loss = None
+        t0 = time.perf_counter()
+        if self.evaluate_val:
+            val_loss = self.evaluate_val()
+            text += f" | val loss {val_loss:.4f} | val perplexity {math.exp(val_loss):.2f}"
+        self.eval_seconds += time.perf_counter() - t0
+        row = [self.step_done, train_loss, val_loss]
+        self.metrics["eval"].append(row)
+        if val_loss is not None:
+            self.write_eval_row(row)
+        self.losses_since_eval = []
+        self.console.line(text)
+
+
+def loss_curve(metrics, width=64, height=10):
+    """The run's loss curve as text lines: '.' is the training loss, smoothed by a running mean over
+    about a twentieth of the run and averaged per column; 'o' is a validation loss."""
+    train = [(row[0], row[1]) for row in metrics["train"]]
+    evals = [(row[0], row[2]) for row in metrics["eval"] if row[2] is not None]
+    if len(train) < 2:
+        return []
+    window = max(1, len(train) // 20)
+    running, smoothed = 0.0, []
+    for i, (step, loss) in enumerate(train):
+        running += loss - (train[i - window][1] if i >= window else 0.0)
+        smoothed.append((step, running / min(i + 1, window)))
+    first, last = train[0][0], train[-1][0]
+    width = min(width, last - first + 1)
+    column = lambda step: min(width - 1, (step - first) * width // (last - first + 1))
+    sums, counts = [0.0] * width, [0] * width
+    for step, loss in smoothed:
+        sums[column(step)] += loss
+        counts[column(step)] += 1
+    points = [(col, sums[col] / counts[col], ".") for col in range(width) if counts[col]]
+    points += [(column(step), loss, "o") for step, loss in evals]
+    hi, lo = max(p[1] for p in points), min(p[1] for p in points)
+    grid = [[" "] * width for _ in range(height)]
+    for col, loss, mark in points:
+        grid[round((hi - loss) / ((hi - lo) or 1.0) * (height - 1))][col] = mark
+    lines = [f"loss curve: . training loss (running mean of {window} steps), o validation loss"]
+    for r, cells in enumerate(grid):
+        label = f"{hi:.2f}" if r == 0 else f"{lo:.2f}" if r == height - 1 else ""
+        lines.append(f"{label:>6} |{''.join(cells)}")
+    lines.append(f"{'':>6} +{'-' * width}")
+    left, right = f"step {first}", f"step {last}"
+    lines.append(f"{'':>8}{left}{right:>{max(1, width - len(left))}}")
+    return lines
+
+
+def explain(gpt, tokenizer, doc, log):
+    """Print one document's next-token table: each position's input, target and loss, and the mean
+    beside ln(vocab_size), the loss of a uniform guess."""
+    tokens = tokenizer.encode(doc)
+    with no_grad():
+        losses = [loss.data for loss in document_losses(gpt, tokens)]
+    show = lambda t: f"{'BOS' if t == tokenizer.BOS else repr(tokenizer.chars[t]):>5} ({t:2d})"
+    log(f"explain {doc!r}: tokens {tokens}; position t reads tokens[t] and predicts tokens[t+1]")
+    log("  pos |   input    |   target   | loss (nats)")
+    for t, loss in enumerate(losses):
+        log(f"{t:5d} | {show(tokens[t])} | {show(tokens[t + 1])} | {loss:.4f}")
+    log(f"  mean loss {sum(losses) / len(losses):.4f} over {len(losses)} positions; a uniform guess over "
+        f"{tokenizer.vocab_size} tokens scores ln {tokenizer.vocab_size} = {math.log(tokenizer.vocab_size):.4f}")
+    if len(tokens) - 1 > len(losses):
+        log(f"  cut: block_size {gpt.block_size} leaves out the last {len(tokens) - 1 - len(losses)} target(s)")
+
+
+# ---- the command line
 
 def parse_args(argv=None):
-    """Options -> argparse.Namespace; raises DataError for a value that cannot work."""
+    """Options -> argparse.Namespace. Options a checkpoint can supply default to None here; run() fills
+    them in. Raises DataError for a value that cannot work."""
     here = os.path.dirname(os.path.abspath(__file__))
-    p = argparse.ArgumentParser(description="Train a tiny GPT on a list of names and sample new ones.")
-    p.add_argument("--data", default=os.path.join(here, "names.txt"),
-                   help="UTF-8 text file, one document per line (default: names.txt beside this script)")
-    p.add_argument("--steps", type=int, default=500, help="training steps, one document each (default 500)")
-    p.add_argument("--seed", type=int, default=42, help="random seed: same seed, same run (default 42)")
-    p.add_argument("--n-embd", type=int, default=16, help="embedding width (default 16)")
-    p.add_argument("--n-head", type=int, default=4, help="attention heads; must divide n_embd (default 4)")
-    p.add_argument("--n-layer", type=int, default=1, help="transformer layers (default 1)")
-    p.add_argument("--block-size", type=int, default=8, help="positions per document, at least 2 (default 8)")
-    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate of Adam (default 0.01)")
-    p.add_argument("--samples", type=int, default=20, help="names to generate after training (default 20)")
-    p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature > 0 (default 0.5)")
+    p = argparse.ArgumentParser(
+        description="Train a tiny GPT on a list of names (or any text file, one document per line) "
+                    "and sample new ones.")
+    g = p.add_argument_group("data and model")
+    g.add_argument("--data", help="UTF-8 text file, one document per line (default: names.txt beside "
+                                  "this script, or the checkpoint's)")
+    g.add_argument("--seed", type=int, help="random seed; the same seed gives the same run (default 42)")
+    g.add_argument("--val-fraction", type=float,
+                   help="share of documents held out for validation, in [0, 1) (default 0.1)")
+    g.add_argument("--n-embd", type=int, help="embedding width (default 16)")
+    g.add_argument("--n-head", type=int, help="attention heads; must divide n_embd (default 4)")
+    g.add_argument("--n-layer", type=int, help="transformer layers (default 1)")
+    g.add_argument("--block-size", type=int, help="positions per document, at least 2 (default 8)")
+    g = p.add_argument_group("training")
+    g.add_argument("--steps", type=int, help="optimizer steps in the whole run (default 500)")
+    g.add_argument("--lr", type=float, help="peak learning rate (default 0.01)")
+    g.add_argument("--warmup-steps", type=int, help="steps of linear warmup (default 0)")
+    g.add_argument("--min-lr", type=float, help="learning rate the cosine decays to (default 0)")
+    g.add_argument("--batch-size", type=int, help="documents per optimizer step (default 1)")
+    g.add_argument("--grad-clip", type=float, help="clip the global gradient norm to this (default off)")
+    g = p.add_argument_group("watching a run")
+    g.add_argument("--eval-every", type=int, default=100, help="steps between evaluations (default 100)")
+    g.add_argument("--eval-docs", type=int, default=100,
+                   help="validation documents per evaluation, 0 for all (default 100)")
+    g.add_argument("--print-every", type=int,
+                   help="steps between step lines (default 1 on a terminal or for runs of up to 1,000 "
+                        "steps, else steps / 100)")
+    g.add_argument("--log", metavar="PATH", help="write every step's metrics and every evaluation to CSV")
+    g.add_argument("--explain", nargs="?", const="", metavar="DOC",
+                   help="print the next-token loss table of DOC (default: the first training document) "
+                        "and exit")
+    g = p.add_argument_group("checkpoints")
+    g.add_argument("--save", metavar="PATH", help="save a checkpoint (JSON) at the end, on Ctrl-C and "
+                                                  "when the loss stops being finite")
+    g.add_argument("--save-every", type=int, metavar="N", help="also save every N steps")
+    g.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH exactly")
+    g.add_argument("--load", metavar="PATH", help="sample from the model saved in PATH, without training")
+    g = p.add_argument_group("sampling")
+    g.add_argument("--samples", type=int, default=20, help="documents to generate (default 20)")
+    g.add_argument("--temperature", type=float, default=0.5, help="sampling temperature > 0 (default 0.5)")
+    g.add_argument("--top-k", type=int, help="sample only from the k most likely tokens (default: all)")
+    g.add_argument("--prefix", default="", help="complete documents that start with this text")
     args = p.parse_args(argv)
     checks = [
-        (args.steps < 0, f"--steps must be 0 or more, got {args.steps}"),
+        (args.steps is not None and args.steps < 0, f"--steps must be 0 or more, got {args.steps}"),
         (args.samples < 0, f"--samples must be 0 or more, got {args.samples}"),
-        (args.n_embd < 1 or args.n_head < 1 or args.n_layer < 1,
+        (any(v is not None and v < 1 for v in (args.n_embd, args.n_head, args.n_layer)),
          "--n-embd, --n-head and --n-layer must be at least 1"),
-        (args.n_embd % max(args.n_head, 1) != 0,
-         f"--n-embd {args.n_embd} must be divisible by --n-head {args.n_head}"),
-        (args.block_size < 2, f"--block-size must be at least 2, got {args.block_size}"),
-        (not args.lr > 0, f"--lr must be greater than 0, got {args.lr}"),
+        (args.block_size is not None and args.block_size < 2,
+         f"--block-size must be at least 2, got {args.block_size}"),
+        (args.lr is not None and not args.lr > 0, f"--lr must be greater than 0, got {args.lr}"),
         (not args.temperature > 0, f"--temperature must be greater than 0, got {args.temperature}"),
+        (args.top_k is not None and args.top_k < 1, f"--top-k must be at least 1, got {args.top_k}"),
+        (args.batch_size is not None and args.batch_size < 1,
+         f"--batch-size must be at least 1, got {args.batch_size}"),
+        (args.val_fraction is not None and not 0 <= args.val_fraction < 1,
+         f"--val-fraction must be at least 0 and less than 1, got {args.val_fraction}"),
+        (args.warmup_steps is not None and args.warmup_steps < 0, "--warmup-steps must be 0 or more"),
+        (args.min_lr is not None and args.min_lr < 0, "--min-lr must be 0 or more"),
+        (args.grad_clip is not None and not args.grad_clip > 0, "--grad-clip must be greater than 0"),
+        (args.eval_every < 1 or args.eval_docs < 0, "--eval-every must be at least 1, --eval-docs 0 or more"),
+        (args.print_every is not None and args.print_every < 1, "--print-every must be at least 1"),
+        (args.save_every is not None and args.save_every < 1, "--save-every must be at least 1"),
+        (args.resume is not None and args.load is not None, "give --resume or --load, not both"),
+        (args.load is not None and args.steps not in (None, 0),
+         "--load samples from a saved model without training; use --resume PATH to train further"),
     ]
     for failed, message in checks:
         if failed:
             raise DataError(message)
+    if args.data is None:
+        args.default_data = os.path.join(here, "names.txt")
     return args
 
 
+def resolve_settings(args, checkpoint, path):
+    """Every setting of the run: given on the command line, else saved in the checkpoint, else the
+    default. Raises DataError where an option contradicts the checkpoint's model or data split."""
+    saved = dict(checkpoint["settings"], **checkpoint["config"]) if checkpoint else {}
+    settings = {}
+    for key, default in DEFAULTS.items():
+        given = getattr(args, key)
+        if given is not None and key in saved and key in MODEL_KEYS + SPLIT_KEYS and given != saved[key]:
+            raise DataError(f"checkpoint {path} has {key} {saved[key]}, not {given}; leave out "
+                            f"--{key.replace('_', '-')} or train a new model")
+        settings[key] = given if given is not None else saved.get(key, default)
+    if args.load:
+        settings["steps"] = saved.get("steps", 0)
+    if settings["n_embd"] % settings["n_head"]:
+        raise DataError(f"--n-embd {settings['n_embd']} must be divisible by --n-head {settings['n_head']}")
+    settings["data"] = os.path.abspath(args.data or saved.get("data") or args.default_data)
+    return settings
+
+
 def run(args, log=print):
-    """The whole program for parsed options: load, train, sample. Raises DataError for bad input."""
-    docs = load_docs(args.data)
-    rng = random.Random(args.seed)
+    """The whole program for parsed options. Returns the exit status; raises DataError for bad input."""
+    console = Console(log)
+    path = args.resume or args.load
+    checkpoint = load_checkpoint(path) if path else None
+    settings = resolve_settings(args, checkpoint, path)
+    docs = load_docs(settings["data"])
+    tokenizer = Tokenizer(checkpoint["chars"]) if checkpoint else Tokenizer.from_docs(docs)
+    unknown = sorted(set("".join(docs)) - set(tokenizer.chars))
+    if unknown and args.resume:
+        raise DataError(f"{settings['data']} has characters checkpoint {path} does not know "
+                        f"({''.join(unknown[:10])}); train a new model on it instead of resuming")
+    rng = random.Random(settings["seed"])
     rng.shuffle(docs)
-    tokenizer = Tokenizer.from_docs(docs)
-    gpt = GPT(tokenizer.vocab_size, args.n_embd, args.n_head, args.n_layer, args.block_size, rng)
+    train_docs, val_docs = split_docs(docs, settings["val_fraction"])
+    if unknown:
+        val_docs = [doc for doc in val_docs if not set(doc) - set(tokenizer.chars)]
+    gpt = GPT(tokenizer.vocab_size, *(settings[key] for key in MODEL_KEYS), rng=rng)
+    optimizer = Adam(gpt.params)
+    step, metrics = 0, {"train": [], "eval": []}
+    if checkpoint:
+        restore_params(gpt, checkpoint["params"], path)
+        rng.setstate((checkpoint["rng_state"][0], tuple(checkpoint["rng_state"][1]), checkpoint["rng_state"][2]))
+        if args.resume:
+            step, metrics = checkpoint["step"], checkpoint["metrics"]
+            optimizer.t, optimizer.m, optimizer.v = checkpoint["adam"]["t"], checkpoint["adam"]["m"], checkpoint["adam"]["v"]
+
     n_cut = sum(len(doc) + 1 > gpt.block_size for doc in docs)
-    log(f"documents: {len(docs):,}")
+    log(f"documents: {len(docs):,} ({len(train_docs):,} for training, {len(val_docs):,} for validation)")
     log(f"vocab_size: {tokenizer.vocab_size} ({len(tokenizer.chars)} characters + BOS)")
-    log(f"parameters: {len(gpt.params):,}")
+    log(f"parameters: {len(gpt.params):,} (n_embd {gpt.n_embd}, n_head {gpt.n_head}, n_layer {gpt.n_layer}, "
+        f"block_size {gpt.block_size})")
     log(f"loss at initialisation should be near ln(vocab_size) = {math.log(tokenizer.vocab_size):.4f}")
     if n_cut:
         log(f"cut: {n_cut:,} documents are longer than block_size {gpt.block_size} allows "
             f"and train on their first {gpt.block_size} positions only")
-    start = time.perf_counter()
-    train(gpt, Adam(gpt.params), tokenizer, docs, args.steps, args.lr, log)
-    log(f"trained {args.steps} steps in {time.perf_counter() - start:.1f} s")
-    for i in range(args.samples):
-        log(f"sample {i + 1:2d}: {sample(gpt, tokenizer, rng, args.temperature)}")
+    if checkpoint:
+        log(f"{'resuming' if args.resume else 'loaded'} {path} at step {checkpoint['step']}")
+
+    if args.explain is not None:
+        doc = args.explain or train_docs[0]
+        if set(doc) - set(tokenizer.chars):
+            raise DataError(f"--explain {doc!r} has characters the model does not know")
+        explain(gpt, tokenizer, doc, log)
+        return 0
+    unknown_prefix = sorted(set(args.prefix) - set(tokenizer.chars))
+    if unknown_prefix:
+        raise DataError(f"--prefix {args.prefix!r} has characters the model does not know: "
+                        f"{''.join(unknown_prefix)}")
+    if len(args.prefix) >= gpt.block_size:
+        raise DataError(f"--prefix is {len(args.prefix)} characters; it must be shorter than block_size "
+                        f"{gpt.block_size}")
+    for option, value in (("--save", args.save), ("--log", args.log)):
+        if value:
+            check_writable(value, option)
+
+    def save(step_done):
+        save_checkpoint(args.save, gpt, tokenizer, optimizer, rng, step_done, settings, metrics)
+
+    if not args.load:
+        steps = settings["steps"]
+        if args.print_every is None:
+            args.print_every = 1 if console.tty or steps <= 1000 else max(1, steps // 100)
+        eval_docs = val_docs[:args.eval_docs] if args.eval_docs else val_docs
+        evaluate_val = (lambda: evaluate(gpt, tokenizer, eval_docs)[0]) if eval_docs else None
+        monitor = Monitor(console, args, settings, evaluate_val, save, metrics, step)
+
+        def on_sigint(signum, frame):
+            monitor.stop_requested = True
+
+        previous_handler = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            train(gpt, optimizer, tokenizer, train_docs, steps, settings["lr"], settings["warmup_steps"],
+                  settings["min_lr"], settings["batch_size"], settings["grad_clip"], step, monitor.on_step)
+        except FloatingPointError as e:
+            saved = ""
+            if args.save:
+                save(monitor.step_done)
+                saved = f"; saved the last good state (step {monitor.step_done}) to {args.save}"
+            raise DataError(f"training stopped at step {monitor.step_done + 1}: {e}{saved}; "
+                            f"try a lower --lr or --grad-clip")
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+        if monitor.stop_requested:
+            where = f"interrupted at step {monitor.step_done}"
+            if args.save:
+                save(monitor.step_done)
+                console.line(f"{where}: saved {args.save}; continue with --resume {args.save}")
+            else:
+                console.line(f"{where}: nothing saved (give --save PATH to keep a run)")
+            return 130
+        trained = monitor.step_done - step
+        if trained:
+            seconds = monitor.training_seconds()
+            console.line(f"trained {trained} steps in {format_seconds(seconds)} "
+                         f"({1000 * seconds / trained:.1f} ms/step; evaluation took "
+                         f"{format_seconds(monitor.eval_seconds)})")
+        for line in loss_curve(metrics):
+            log(line)
+        if args.save:
+            save(monitor.step_done)
+            log(f"saved {args.save} (sample from it later with --load {args.save})")
+
+    samples = [sample(gpt, tokenizer, rng, args.temperature, args.top_k, args.prefix)
+               for _ in range(args.samples)]
+    for i, text in enumerate(samples):
+        log(f"sample {i + 1:2d}: {text}")
+    if samples:
+        known = set(train_docs)
+        log(f"new: {sum(text not in known for text in samples)} of {len(samples)} samples are not "
+            f"training documents")
+    return 0
 
 
 def main(argv=None):
     try:
-        run(parse_args(argv))
+        return run(parse_args(argv))
     except DataError as e:
         print(f"microgpt: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    except KeyboardInterrupt:
+        print("microgpt: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

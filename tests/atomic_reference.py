@@ -11,19 +11,13 @@ Value = microgpt.Value
 
 
 def dot(a, b):
-    """sum_i a_i * b_i as n multiplies and n adds."""
-    out = Value(0.0)
-    for ai, bi in zip(a, b):
-        out = out + ai * bi
-    return out
+    """sum_i a_i * b_i as n multiplies and n adds (micrograd's Neuron writes it the same way)."""
+    return sum((ai * bi for ai, bi in zip(a, b)), Value(0.0))
 
 
 def total(xs):
     """sum_i x_i as n adds."""
-    out = Value(0.0)
-    for x in xs:
-        out = out + x
-    return out
+    return sum(xs, Value(0.0))
 
 
 def linear(x, w):

@@ -116,7 +116,8 @@ class TestWholeModelAgainstReference(unittest.TestCase):
         docs = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia"]
         tokenizer = microgpt.Tokenizer.from_docs(docs)
         losses = {}
-        for name, step in (("fused", microgpt.train_step), ("atomic", ref.train_step)):
+        fused_step = lambda gpt, adam, tokens, lr: microgpt.train_step(gpt, adam, [tokens], lr)[0]
+        for name, step in (("fused", fused_step), ("atomic", ref.train_step)):
             gpt = microgpt.GPT(tokenizer.vocab_size, rng=random.Random(42))
             adam = microgpt.Adam(gpt.params)
             losses[name] = [step(gpt, adam, tokenizer.encode(docs[i % len(docs)]), microgpt.lr_schedule(i, 20, 0.01))
@@ -157,7 +158,7 @@ class TestNoGraphKeptAlive(unittest.TestCase):
         gpt = microgpt.GPT(tokenizer.vocab_size, rng=random.Random(0))
         adam = microgpt.Adam(gpt.params)
         tokens = tokenizer.encode("annabelle")
-        growth = self.traced_growth(lambda: microgpt.train_step(gpt, adam, tokens, 0.01), 5, 30)
+        growth = self.traced_growth(lambda: microgpt.train_step(gpt, adam, [tokens], 0.01), 5, 30)
         self.assertLess(growth, 20_000)          # one step's graph alone is over a megabyte
 
     def test_memory_does_not_grow_while_sampling(self):
