@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv-names
 
-.PHONY: run test names bench clean
+.PHONY: run test names bench docs clean
 
 run:
 	$(PYTHON) microgpt.py
@@ -26,3 +26,7 @@ bench:
 	$(PYTHON) bench/bench.py
 	@if command -v pypy3 >/dev/null; then pypy3 bench/bench.py --configs classic --rounds 200 --no-header; \
 	else echo "(pypy3 not found: no PyPy row; apt-get install pypy3)"; fi
+
+# The side-by-side reading page, generated from microgpt.py (not committed).
+docs:
+	$(PYTHON) tools/make_docs.py microgpt.py docs/microgpt.html

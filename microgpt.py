@@ -1,9 +1,21 @@
 #!/usr/bin/env python3
 """microgpt: train a tiny GPT on a list of names and make up new ones, in one file of plain Python.
 
-Everything is here and nothing is imported from outside the standard library: the dataset, the
-tokenizer, a scalar autograd engine, the transformer, the cross-entropy loss, Adam, the training
-loop and the sampling loop, in that order. Run `python3 microgpt.py --help` for the options.
+Nothing is imported from outside the standard library, and nothing is hidden: every multiplication the
+model does is in this file. Read it top to bottom; the sections follow the data's path:
+
+  1. Dataset      a text file -> a list of documents (names)
+  2. Tokenizer    a document -> token ids, wrapped in BOS
+  3. Autograd     Value: a float that remembers how it was computed, and backward()
+  4. Model        token id + position -> logits, one score per vocabulary entry
+  5. Loss         logits + the token that actually came next -> cross-entropy, in nats
+  6. Optimizer    gradients -> a step for every parameter (Adam, cosine learning rate)
+  7. Training     the loop that repeats 5 -> 3 -> 6, one batch of documents per step
+  8. Sampling     the trained model -> new documents, one token at a time
+
+A reader who stops at the end of section 8 has seen the whole algorithm. The tooling after it (command
+line, validation, metrics, checkpoints, the one-step trace) serves the person running it and changes
+nothing the model computes. Run `python3 microgpt.py --help` for the options.
 """
 import argparse
 import csv
@@ -25,6 +37,10 @@ class DataError(Exception):
 
 # ----------------------------------------------------------------------------------------------------
 # 1. Dataset: a text file, one document (here: one name) per line.
+#
+# In: the path of a UTF-8 text file. Out: a list of strings, one per non-blank line. The model never sees
+# the file again; from here on a "document" is one of these strings, and training learns what usually
+# comes next inside one.
 
 def load_docs(path):
     """Read the documents of a UTF-8 text file: one per line, whitespace stripped, blank lines skipped.
@@ -34,7 +50,7 @@ def load_docs(path):
     """
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            text = f.read()                                 # the whole file as one string
     except FileNotFoundError:
         raise DataError(f"data file {path} not found; pass --data with a text file, one document per line")
     except IsADirectoryError:
@@ -43,15 +59,19 @@ def load_docs(path):
         raise DataError(f"data file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8")
     except OSError as e:
         raise DataError(f"cannot read data file {path}: {e.strerror}")
-    docs = [line.strip() for line in text.splitlines()]
-    docs = [doc for doc in docs if doc]
+    docs = [line.strip() for line in text.splitlines()]    # one string per line, edges trimmed
+    docs = [doc for doc in docs if doc]                     # blank lines are not documents
     if not docs:
         raise DataError(f"data file {path} has no non-blank line; put one document per line")
-    return docs
+    return docs                                             # names.txt: 29,910 names, 'emma' first
 
 
 # ----------------------------------------------------------------------------------------------------
 # 2. Tokenizer: one id per distinct character, plus BOS.
+#
+# In: documents (strings). Out: lists of integer token ids, the only thing the model reads. Each distinct
+# character gets an id 0..n-1 in sorted order; one extra token, BOS ("beginning of sequence"), id n,
+# marks where a document starts and also where it ends. For names that is a-z plus BOS: 27 tokens.
 
 class Tokenizer:
     """Characters to ids and back.
@@ -62,10 +82,10 @@ class Tokenizer:
     """
 
     def __init__(self, chars):
-        self.chars = list(chars)
-        self.BOS = len(self.chars)
-        self.vocab_size = len(self.chars) + 1
-        self.ids = {ch: i for i, ch in enumerate(self.chars)}
+        self.chars = list(chars)                            # id -> character, e.g. chars[4] == 'e'
+        self.BOS = len(self.chars)                          # the id after the last character: 26 for names
+        self.vocab_size = len(self.chars) + 1               # every id the model can read or predict: 27
+        self.ids = {ch: i for i, ch in enumerate(self.chars)}   # character -> id, the inverse of chars
 
     @classmethod
     def from_docs(cls, docs):
@@ -76,6 +96,8 @@ class Tokenizer:
         """A document as token ids wrapped in BOS: 'emma' -> [BOS, 4, 12, 12, 0, BOS], len(doc) + 2 ids.
 
         Raises KeyError for a character outside the vocabulary."""
+        # BOS at the front gives the first letter something to be predicted from; BOS at the back is the
+        # target after the last letter, which is how the model learns when a name ends.
         return [self.BOS] + [self.ids[ch] for ch in doc] + [self.BOS]
 
     def decode(self, ids):
@@ -85,6 +107,12 @@ class Tokenizer:
 
 # ----------------------------------------------------------------------------------------------------
 # 3. Autograd: a scalar Value that remembers how it was made.
+#
+# In: arithmetic on floats. Out: the same arithmetic, plus a graph of which Value was computed from which,
+# and for every edge of it the local derivative. backward() walks that graph from the loss down and,
+# with the chain rule, gives every parameter its gradient: how much the loss would change per unit change
+# of that parameter. A Value may have any number of children; the model's stages in section 4 are single
+# Values with many children, which is what makes this engine fast while staying scalar.
 
 class Value:
     """One float in a computation graph, with the gradient of the final loss with respect to it.
@@ -96,13 +124,14 @@ class Value:
     grad_enabled = True     # False inside `with no_grad():`
 
     def __init__(self, data, children=(), local_grads=()):
-        self.data = data
-        self.grad = 0.0
+        self.data = data                    # the float this Value holds
+        self.grad = 0.0                     # d loss / d self, filled in by backward(); 0 until then
         if not Value.grad_enabled:          # remember nothing: no graph, nothing kept alive
             children = local_grads = ()
-        self._children = children
-        self._local_grads = local_grads
+        self._children = children           # the Values self was computed from (none for a parameter)
+        self._local_grads = local_grads     # d self / d child, one float per child
 
+    # The primitive operations. Each line is a micrograd lesson: the value, then d(out)/d(each input).
     def __add__(self, other):                       # d(a+b)/da = 1, d(a+b)/db = 1
         other = other if isinstance(other, Value) else Value(other)
         return Value(self.data + other.data, (self, other), (1.0, 1.0))
@@ -124,6 +153,7 @@ class Value:
     def relu(self):                                 # 1 where a > 0, else 0
         return Value(max(0.0, self.data), (self,), (float(self.data > 0),))
 
+    # Everything else is made of the above: a - b = a + (-1)b, a / b = a * b^-1.
     def __neg__(self): return self * -1.0
     def __radd__(self, other): return self + other
     def __sub__(self, other): return self + (-other)
@@ -142,6 +172,9 @@ class Value:
         with an explicit stack, never recursion, so a chain of 100,000 nodes is fine. Leaves (parameters
         and constants) have nothing to pass on and are left out of the order; their parents add to them.
         """
+        # Depth-first search for a topological order: a node goes into `order` only after all of its
+        # children have. Each stack entry is (node, children_done); a node is pushed twice, once to
+        # expand its children and once, beneath them, to be emitted after them.
         order, visited, stack = [], set(), [(self, False)]
         while stack:
             node, children_done = stack.pop()
@@ -149,13 +182,18 @@ class Value:
                 order.append(node)          # everything node was computed from is already in order
                 continue
             if node in visited:
-                continue
+                continue                    # reached again by another path: already expanded
             visited.add(node)
             stack.append((node, True))
             for child in node._children:
                 if child._children and child not in visited:
                     stack.append((child, False))
-        self.grad = 1.0
+        # The chain rule, from the output back: d self/d child = sum over parents of
+        # d self/d parent * d parent/d child. Walking `order` backwards, every parent of a node is done
+        # before the node itself, so node.grad is complete when it is passed on. `+=` sums the paths, and
+        # also adds to whatever .grad already held: calling backward() on several losses accumulates
+        # their gradients, which is what a batch relies on (section 7).
+        self.grad = 1.0                                 # d self / d self
         for node in reversed(order):
             node_grad = node.grad                   # final: every node computed from node is done
             if node_grad == 0.0:                    # nothing to pass on (say, behind a ReLU that was off)
@@ -177,17 +215,23 @@ class no_grad:
 
 # ----------------------------------------------------------------------------------------------------
 # 4. Model: a GPT-2-like transformer that reads one token at a time.
-
-# The model's stages as single nodes with many children. Each computes its value from plain floats and
-# stores the derivative with respect to every child, so backward() treats it like any other Value; the
-# same function built from + * exp ... would make one node per arithmetic operation instead.
+#
+# In: one token id, its position, and the keys and values of the positions before it. Out: logits, a list
+# of vocab_size Values, one unnormalised score per possible next token (softmax turns them into
+# probabilities in section 5). Vectors are plain lists of Values: "x: n_embd" below means a list of
+# n_embd Values, and a matrix is a list of rows.
+#
+# First the model's building blocks. Each is a single node with many children: it computes its value from
+# plain floats and stores the derivative with respect to every child, so backward() treats it like any
+# other Value. Built from + * exp instead (tests/atomic_reference.py does exactly that, and the tests hold
+# these to it), the same function would make one node per arithmetic operation: ten times the graph.
 
 def dot(a, b):
     """sum_i a_i * b_i over two equal-length lists of Values -> one Value with 2n children.
 
     d/da_i = b_i and d/db_i = a_i: each side's local gradients are the other side's values.
     """
-    a_data, b_data = [x.data for x in a], [x.data for x in b]
+    a_data, b_data = [x.data for x in a], [x.data for x in b]                  # n floats each
     return Value(sum(map(operator.mul, a_data, b_data)), a + b, b_data + a_data)
 
 
@@ -202,10 +246,10 @@ def linear(x, w):
     Output i is dot(w[i], x), one node with the row and x as children: d/dw_ij = x_j, d/dx_j = w_ij.
     Written out rather than calling dot() so that x's floats are read once, not once per row.
     """
-    x_data = [xi.data for xi in x]
+    x_data = [xi.data for xi in x]                          # n_in floats, shared by every row
     out = []
-    for row in w:
-        row_data = [wij.data for wij in row]
+    for row in w:                                           # one output per row: n_out in all
+        row_data = [wij.data for wij in row]                # n_in floats
         out.append(Value(sum(map(operator.mul, row_data, x_data)), row + x, x_data + row_data))
     return out
 
@@ -213,10 +257,12 @@ def linear(x, w):
 def softmax_data(zs, temperature=1.0):
     """Softmax of plain floats: exp((z_i - max z) / T) / sum_j exp((z_j - max z) / T), same length.
     Subtracting max z changes nothing mathematically and keeps exp from overflowing."""
+    # exp(1000) overflows a float; exp(z - max z) is at most exp(0) = 1, and the shift cancels in the
+    # ratio because exp(z_i - c) / sum_j exp(z_j - c) = exp(z_i) / sum_j exp(z_j) for any constant c.
     max_z = max(zs)
-    exps = [math.exp((z - max_z) / temperature) for z in zs]
+    exps = [math.exp((z - max_z) / temperature) for z in zs]  # all in (0, 1], the largest exactly 1
     s = sum(exps)
-    return [e / s for e in exps]
+    return [e / s for e in exps]                            # non-negative, sums to 1
 
 
 def softmax(logits, temperature=1.0):
@@ -224,8 +270,8 @@ def softmax(logits, temperature=1.0):
 
     p_i = exp(z_i / T) / sum_j exp(z_j / T), and dp_i/dz_j = p_i * ([i == j] - p_j) / T.
     """
-    probs = softmax_data([z.data for z in logits], temperature)
-    logits = tuple(logits)
+    probs = softmax_data([z.data for z in logits], temperature)       # n floats summing to 1
+    logits = tuple(logits)                                            # every p_i depends on every z_j
     return [Value(p_i, logits, [p_i * ((i == j) - p_j) / temperature for j, p_j in enumerate(probs)])
             for i, p_i in enumerate(probs)]
 
@@ -236,11 +282,13 @@ def rmsnorm(x):
 
     The scale s is one node with the n inputs as children: ds/dx_j = -s^3 * x_j / n.
     """
+    # Rescales the vector to a root-mean-square of 1, whatever its size was: each layer then reads inputs
+    # of a steady scale, which keeps training stable. Unlike LayerNorm it does not subtract the mean.
     n = len(x)
     x_data = [xi.data for xi in x]
-    s = (sum(v * v for v in x_data) / n + 1e-5) ** -0.5
+    s = (sum(v * v for v in x_data) / n + 1e-5) ** -0.5     # 1 / rms(x); 1e-5 guards against 0
     scale = Value(s, tuple(x), [-s * s * s * v / n for v in x_data])
-    return [xi * scale for xi in x]
+    return [xi * scale for xi in x]                         # n Values with mean(x_i^2) = 1
 
 
 class GPT:
@@ -259,21 +307,27 @@ class GPT:
             raise ValueError(f"n_embd {n_embd} is not divisible by n_head {n_head}")
         self.vocab_size, self.n_embd, self.n_head = vocab_size, n_embd, n_head
         self.n_layer, self.block_size = n_layer, block_size
-        self.head_dim = n_embd // n_head
+        self.head_dim = n_embd // n_head                    # each head reads its own slice: 16 / 4 = 4
         rng = rng or random.Random(0)
 
+        # Small random weights: with std 0.08 every logit starts close to 0, so softmax starts close to
+        # uniform and the first loss close to ln(vocab_size) (section 5). Larger weights would make the
+        # untrained model confidently wrong and the first loss higher.
         def matrix(n_out, n_in):
             return [[Value(rng.gauss(0.0, std)) for _ in range(n_in)] for _ in range(n_out)]
 
-        self.state_dict = {"wte": matrix(vocab_size, n_embd), "wpe": matrix(block_size, n_embd),
-                           "lm_head": matrix(vocab_size, n_embd)}
+        self.state_dict = {"wte": matrix(vocab_size, n_embd),       # token embeddings: a row per token
+                           "wpe": matrix(block_size, n_embd),       # position embeddings: a row per position
+                           "lm_head": matrix(vocab_size, n_embd)}   # n_embd -> one logit per token
         for i in range(n_layer):
-            self.state_dict[f"layer{i}.attn_wq"] = matrix(n_embd, n_embd)
-            self.state_dict[f"layer{i}.attn_wk"] = matrix(n_embd, n_embd)
-            self.state_dict[f"layer{i}.attn_wv"] = matrix(n_embd, n_embd)
-            self.state_dict[f"layer{i}.attn_wo"] = matrix(n_embd, n_embd)
-            self.state_dict[f"layer{i}.mlp_fc1"] = matrix(4 * n_embd, n_embd)
-            self.state_dict[f"layer{i}.mlp_fc2"] = matrix(n_embd, 4 * n_embd)
+            self.state_dict[f"layer{i}.attn_wq"] = matrix(n_embd, n_embd)     # x -> query
+            self.state_dict[f"layer{i}.attn_wk"] = matrix(n_embd, n_embd)     # x -> key
+            self.state_dict[f"layer{i}.attn_wv"] = matrix(n_embd, n_embd)     # x -> value
+            self.state_dict[f"layer{i}.attn_wo"] = matrix(n_embd, n_embd)     # heads -> residual stream
+            self.state_dict[f"layer{i}.mlp_fc1"] = matrix(4 * n_embd, n_embd) # widen 4x: 16 -> 64
+            self.state_dict[f"layer{i}.mlp_fc2"] = matrix(n_embd, 4 * n_embd) # and back: 64 -> 16
+        # Every parameter in one flat list, in state_dict order: 432 + 128 + 432 + 4*256 + 1024 + 1024
+        # = 4,064 numbers with the defaults. The optimizer and checkpoints walk this list.
         self.params = [p for mat in self.state_dict.values() for row in mat for p in row]
 
     def __call__(self, token_id, pos_id, keys, values):
@@ -283,33 +337,53 @@ class GPT:
         0..pos_id-1; this call appends position pos_id's, so attention sees exactly the past and present.
         """
         sd = self.state_dict
+        # What the token is plus where it is: x, n_embd Values, the residual stream of this position.
         x = [t + p for t, p in zip(sd["wte"][token_id], sd["wpe"][pos_id])]
-        x = rmsnorm(x)
+        x = rmsnorm(x)                                      # x: n_embd, rms 1
         for i in range(self.n_layer):
-            x_residual = x
+            # Attention: this position looks back at every position so far and takes a weighted mix of
+            # what they offer. The residual connection keeps x and adds the result to it, so each layer
+            # only has to learn a correction and the gradient has a direct path back to the input.
+            x_residual = x                                  # n_embd, kept to add back below
             x = rmsnorm(x)
-            q = linear(x, sd[f"layer{i}.attn_wq"])
-            keys[i].append(linear(x, sd[f"layer{i}.attn_wk"]))
-            values[i].append(linear(x, sd[f"layer{i}.attn_wv"]))
-            x_attn = []
-            for h in range(self.n_head):
+            q = linear(x, sd[f"layer{i}.attn_wq"])          # query, n_embd: what this position looks for
+            # The KV list: this position's key (what it offers to be found by) and value (what it hands
+            # over) join those of the positions before it. Positions to come are not in the list yet, so
+            # attention cannot see the future: the causal mask is implicit, nothing needs masking. A
+            # tensor framework computes all positions at once and masks the future out; here positions
+            # are walked one by one and the list grows, which is why training and sampling share gpt().
+            keys[i].append(linear(x, sd[f"layer{i}.attn_wk"]))        # keys[i]: pos_id + 1 lists of n_embd
+            values[i].append(linear(x, sd[f"layer{i}.attn_wv"]))      # values[i]: the same shape
+            x_attn = []                                     # the heads' outputs, concatenated: n_embd
+            for h in range(self.n_head):                    # each head attends on its own slice of head_dim
                 lo, hi = h * self.head_dim, (h + 1) * self.head_dim
-                q_h = q[lo:hi]
+                q_h = q[lo:hi]                              # head_dim Values
+                # one score per past position t: how well key t matches the query (pos_id + 1 scores)
                 attn_logits = [dot(q_h, k[lo:hi]) for k in keys[i]]
+                # scores -> weights summing to 1 over the positions; dividing by sqrt(head_dim) (a
+                # temperature) keeps the dot products' spread from growing with the head's width
                 attn_weights = softmax(attn_logits, temperature=math.sqrt(self.head_dim))
+                # the head's output: the weighted mix of the values, head_dim Values
                 x_attn += [dot(attn_weights, [v[j] for v in values[i]]) for j in range(lo, hi)]
-            x = linear(x_attn, sd[f"layer{i}.attn_wo"])
-            x = [a + b for a, b in zip(x, x_residual)]
+            x = linear(x_attn, sd[f"layer{i}.attn_wo"])     # mix the heads: n_embd
+            x = [a + b for a, b in zip(x, x_residual)]      # residual: x + attention(x)
+            # MLP: the same small network at every position, 4x wider in the middle, ReLU between.
             x_residual = x
             x = rmsnorm(x)
-            x = [h.relu() for h in linear(x, sd[f"layer{i}.mlp_fc1"])]
-            x = linear(x, sd[f"layer{i}.mlp_fc2"])
-            x = [a + b for a, b in zip(x, x_residual)]
+            x = [h.relu() for h in linear(x, sd[f"layer{i}.mlp_fc1"])]   # 4 * n_embd, negatives -> 0
+            x = linear(x, sd[f"layer{i}.mlp_fc2"])                      # back to n_embd
+            x = [a + b for a, b in zip(x, x_residual)]      # residual: x + mlp(x)
+        # One score per vocabulary entry for the next token: vocab_size logits, one distribution's worth.
         return linear(x, sd["lm_head"])
 
 
 # ----------------------------------------------------------------------------------------------------
 # 5. Loss: how surprised the model is by each next token of a document.
+#
+# In: a document's token ids. Out: one cross-entropy per position, in nats. The model reads
+# tokens[:-1] and is scored on tokens[1:]: position t sees tokens 0..t and must predict token t + 1. A
+# perfect model scores 0; a uniform guess over vocab_size tokens scores ln(vocab_size), ln 27 = 3.30 for
+# names, and the small initial weights (section 4) make an untrained model score close to that.
 
 def cross_entropy(logits, target_id):
     """Minus the log-probability that softmax(logits) gives the target: one Value, in nats.
@@ -317,25 +391,42 @@ def cross_entropy(logits, target_id):
     With p = softmax(z): loss = -log p_target = log sum_j exp(z_j) - z_target, and d loss/dz_j =
     p_j - [j == target]: the probability given to each token, minus 1 at the token that came.
     """
-    zs = [z.data for z in logits]
-    probs = softmax_data(zs)
+    zs = [z.data for z in logits]                           # vocab_size floats
+    probs = softmax_data(zs)                                # the model's distribution over the next token
+    # -log p_target, computed as log-sum-exp minus the target's logit rather than as log(probs[target]):
+    # the same number, but it never takes the log of a probability that rounded to 0.
     max_z = max(zs)
     log_sum_exp = max_z + math.log(sum(math.exp(z - max_z) for z in zs))
+    # The gradient says: push every logit down by the probability it got, and the target's up by 1.
     return Value(log_sum_exp - zs[target_id], tuple(logits),
                  [p - (j == target_id) for j, p in enumerate(probs)])
 
 
 def document_losses(gpt, tokens):
     """Cross-entropy at each position of one document: a list of n Values (nats), n = min(block_size,
-    len(tokens) - 1). Position t reads tokens[t] and is scored on tokens[t + 1]."""
+    len(tokens) - 1). Position t reads tokens[t] and is scored on tokens[t + 1].
+
+    For 'emma' at initialisation (default seed and settings; `--explain emma` prints this table):
+      pos  input  target  loss
+        0  BOS    e       2.7695
+        1  e      m       3.7314
+        2  m      m       3.2050
+        3  m      a       2.9959
+        4  a      BOS     3.0988     mean 3.1601, beside ln 27 = 3.2958
+    """
+    # A document longer than block_size is cut: there are only block_size position embeddings.
     n = min(gpt.block_size, len(tokens) - 1)
+    # Fresh KV lists: one list of keys and one of values per layer, empty before position 0.
     keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]
     losses = []
     for pos_id in range(n):
+        # The next-token shift: input tokens[t], target tokens[t + 1]. This is teacher forcing: the
+        # model always reads the real previous token, never its own guess, so every position of the
+        # document is a training example from one pass.
         token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
-        logits = gpt(token_id, pos_id, keys, values)
-        losses.append(cross_entropy(logits, target_id))
-    return losses
+        logits = gpt(token_id, pos_id, keys, values)        # vocab_size logits: one distribution
+        losses.append(cross_entropy(logits, target_id))     # how surprised, in nats
+    return losses                                           # n Values
 
 
 def document_loss(gpt, tokens):
@@ -346,6 +437,10 @@ def document_loss(gpt, tokens):
 
 # ----------------------------------------------------------------------------------------------------
 # 6. Optimizer: Adam, and a learning rate that warms up, then decays along a cosine.
+#
+# In: every parameter's gradient. Out: every parameter moved a small step downhill, the step's size set by
+# the learning rate of this step. Gradients say which way is downhill for one batch; Adam smooths them
+# over steps and scales each parameter's step by how large its gradients have been.
 
 def lr_schedule(step, num_steps, lr, warmup_steps=0, min_lr=0.0):
     """Learning rate of optimizer step `step` (0-based) of `num_steps`.
@@ -355,9 +450,12 @@ def lr_schedule(step, num_steps, lr, warmup_steps=0, min_lr=0.0):
     progress = (step - warmup_steps) / (num_steps - warmup_steps). With no warmup and min_lr 0 this is
     lr * (1 + cos(pi * step / num_steps)) / 2.
     """
+    # Warmup: the first updates are taken from random weights and Adam's barely-started averages, so
+    # they are kept small and grow to lr. Decay: near the end, small steps settle into a minimum
+    # instead of bouncing around it. The schedule counts optimizer steps, not documents.
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, num_steps - warmup_steps)
+    progress = (step - warmup_steps) / max(1, num_steps - warmup_steps)     # 0 -> 1 over the decay
     return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -370,25 +468,35 @@ class Adam:
 
     def __init__(self, params, beta1=0.85, beta2=0.99, eps=1e-8):
         self.params, self.beta1, self.beta2, self.eps = params, beta1, beta2, eps
-        self.m = [0.0] * len(params)
-        self.v = [0.0] * len(params)
-        self.t = 0
+        self.m = [0.0] * len(params)        # first moment: running mean of g, one float per parameter
+        self.v = [0.0] * len(params)        # second moment: running mean of g^2, one float per parameter
+        self.t = 0                          # updates made so far
 
     def step(self, lr):
         """Move every parameter against its bias-corrected gradient mean, then reset its grad to 0."""
         self.t += 1
         b1, b2, eps = self.beta1, self.beta2, self.eps
+        # m and v start at 0, so early on they are too small by a factor (1 - beta^t); dividing by it
+        # (bias correction) makes the first steps full-sized instead of timid. Both factors go to 1.
         bias1, bias2 = 1.0 - b1 ** self.t, 1.0 - b2 ** self.t
         grads = [p.grad for p in self.params]
         self.m = [b1 * m + (1.0 - b1) * g for m, g in zip(self.m, grads)]      # running mean of g
         self.v = [b2 * v + (1.0 - b2) * g * g for v, g in zip(self.v, grads)]  # running mean of g^2
         for p, m, v in zip(self.params, self.m, self.v):
+            # step = lr * mean gradient / its typical size: about lr per parameter whatever the scale of
+            # its gradient, smaller where gradients disagree from step to step.
             p.data -= lr * (m / bias1) / (math.sqrt(v / bias2) + eps)
+            # Reset only now, after the update: backward() adds into .grad, so a gradient left in place
+            # would be added to the next step's. Reset any earlier, between backward() and this line,
+            # and the update would see zeros and not move at all.
             p.grad = 0.0
 
 
 # ----------------------------------------------------------------------------------------------------
 # 7. Training: one optimizer step per batch of documents, cycling through the shuffled dataset.
+#
+# In: the model, the optimizer, the documents. Out: trained parameters. Each step is the whole algorithm
+# once: forward (sections 4 and 5) to a loss, backward (section 3) to gradients, update (section 6).
 
 def grad_norm(params):
     """Global L2 norm of the gradients, sqrt(sum of p.grad^2) over all parameters (a float)."""
@@ -405,21 +513,26 @@ def train_step(gpt, optimizer, batch, lr, grad_clip=None):
     Returns (loss in nats per token, gradient norm before clipping).
     Raises FloatingPointError, before any parameter changes, if the loss or the gradient is not finite.
     """
+    # The mean, not the sum: summed, a batch of long names would give a bigger loss and bigger gradients
+    # than one of short names, and the step size would depend on document length and batch size.
     n_tokens = sum(min(gpt.block_size, len(tokens) - 1) for tokens in batch)
     loss = 0.0
     for tokens in batch:
+        # Gradient accumulation: one document's graph at a time, so memory holds one graph, not the
+        # batch's; backward() adds into p.grad, and dividing each document's sum by the batch's token
+        # count makes the total exactly the gradient of the batch mean. One update follows, below.
         doc_loss = total(document_losses(gpt, tokens)) / n_tokens
         doc_loss.backward()
         loss += doc_loss.data
-    norm = grad_norm(optimizer.params)
+    norm = grad_norm(optimizer.params)                      # how big this step's gradient is, all in all
     if not (math.isfinite(loss) and math.isfinite(norm)):
         for p in optimizer.params:
             p.grad = 0.0
         raise FloatingPointError(f"loss {loss}, gradient norm {norm}")
-    if grad_clip is not None and norm > grad_clip:
+    if grad_clip is not None and norm > grad_clip:          # a rare huge gradient is cut to size
         for p in optimizer.params:
             p.grad *= grad_clip / norm
-    optimizer.step(lr)
+    optimizer.step(lr)                                      # update, then grads reset to 0
     return loss, norm
 
 
@@ -432,7 +545,7 @@ def train(gpt, optimizer, tokenizer, docs, num_steps, lr, warmup_steps=0, min_lr
     """
     losses = []
     for step in range(start_step, num_steps):
-        first = step * batch_size
+        first = step * batch_size                           # the dataset is walked in order, and wraps
         batch = [tokenizer.encode(docs[(first + j) % len(docs)]) for j in range(batch_size)]
         lr_t = lr_schedule(step, num_steps, lr, warmup_steps, min_lr)
         loss, norm = train_step(gpt, optimizer, batch, lr_t, grad_clip)
@@ -444,6 +557,11 @@ def train(gpt, optimizer, tokenizer, docs, num_steps, lr, warmup_steps=0, min_lr
 
 # ----------------------------------------------------------------------------------------------------
 # 8. Sampling: new documents, one token at a time, fed back through the KV lists.
+#
+# In: the trained model and a random generator. Out: a new document. This is KV-cache decoding, the
+# other regime from training: there is no real next token to read, so each sampled token is fed back in
+# as the next input, and the keys and values of the positions so far are kept in the KV lists rather
+# than recomputed. Each call of gpt() does one position's work.
 
 def sample(gpt, tokenizer, rng, temperature=0.5, top_k=None, prefix=""):
     """Generate one document and return it as a string (the prefix included, BOS not).
@@ -452,29 +570,34 @@ def sample(gpt, tokenizer, rng, temperature=0.5, top_k=None, prefix=""):
     softmax(logits / temperature), keeping only the top_k largest logits if top_k is given, and stops at
     BOS or after block_size positions. Raises KeyError for a prefix character outside the vocabulary.
     """
-    keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]
-    token_ids = [tokenizer.BOS] + [tokenizer.ids[ch] for ch in prefix]
-    with no_grad():
+    keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]   # empty KV lists
+    token_ids = [tokenizer.BOS] + [tokenizer.ids[ch] for ch in prefix]  # BOS says: a document starts
+    with no_grad():                                         # no gradient needed, so no graph is built
         for pos_id in range(gpt.block_size):
-            logits = gpt(token_ids[pos_id], pos_id, keys, values)
+            logits = gpt(token_ids[pos_id], pos_id, keys, values)        # vocab_size logits
             if pos_id + 1 < len(token_ids):
-                continue
+                continue                                    # still reading the prefix: next token given
             zs = [z.data for z in logits]
+            # top-k: every token outside the k most likely gets probability 0, never a rare odd pick.
             if top_k is not None and top_k < len(zs):
                 kth_largest = sorted(zs, reverse=True)[top_k - 1]
                 zs = [z if z >= kth_largest else -math.inf for z in zs]
+            # Temperature divides the logits: below 1 sharpens the distribution towards the likeliest
+            # tokens (safer, more common names), above 1 flattens it (more surprising ones).
             probs = softmax_data(zs, temperature)
-            token_id = rng.choices(range(gpt.vocab_size), weights=probs)[0]
+            token_id = rng.choices(range(gpt.vocab_size), weights=probs)[0]   # draw one token id
             if token_id == tokenizer.BOS:
-                break
-            token_ids.append(token_id)
+                break                                       # the model says the document ends here
+            token_ids.append(token_id)                      # fed back in as the next position's input
     return tokenizer.decode(token_ids[1:])
 
 
 # ====================================================================================================
-# Tooling. The algorithm ends with sampling, above. What follows serves the person running it: the
-# command line, a validation split, metrics and a loss curve, checkpoints that resume exactly, and a
-# one-step trace. None of it changes what the model computes.
+# Tooling: validation, metrics, checkpoints, the one-step trace and the command line.
+#
+# The algorithm ended with sampling, above. What follows serves the person running it: a validation
+# split, metrics and a loss curve, checkpoints that resume exactly, a one-step trace, and the command
+# line. None of it changes what the model computes.
 
 DEFAULTS = {"steps": 500, "seed": 42, "n_embd": 16, "n_head": 4, "n_layer": 1, "block_size": 8,
             "lr": 0.01, "warmup_steps": 0, "min_lr": 0.0, "batch_size": 1, "grad_clip": None,
@@ -496,7 +619,14 @@ def split_docs(docs, val_fraction):
 
 def evaluate(gpt, tokenizer, docs):
     """Mean negative log-likelihood per predicted token over `docs`, in nats, with no graph built.
-    Returns (loss, number of predicted tokens)."""
+    Returns (loss, number of predicted tokens).
+
+    Held-out documents were never trained on, so this is the loss on names the model has not seen: while
+    it falls with the training loss the model is learning what names are like; when it levels off or
+    rises while the training loss keeps falling, the model has started memorising its training names.
+    Its exponential is the perplexity (Monitor.evaluation): exp(2.3) = 10 means the model is as unsure
+    as a uniform choice among 10 tokens, against 27 for a uniform guess over every token.
+    """
     loss_sum, n_tokens = 0.0, 0
     with no_grad():
         for doc in docs:
@@ -547,6 +677,11 @@ def check_writable(path, option):
 def save_checkpoint(path, gpt, tokenizer, optimizer, rng, step, settings, metrics):
     """Save what resuming needs to continue exactly: the configuration and settings, the vocabulary,
     every parameter, Adam's moments and step count, the step, the random generator and the metrics."""
+    # The parameters alone give back the model, not the run. Resuming exactly also needs Adam's m, v
+    # and t (its next steps depend on them), the step (the learning rate and which documents come
+    # next), the settings that fixed the data's order and split (seed, val_fraction, data; the order is
+    # shuffled again from the seed), the vocabulary (which id is which character) and the random
+    # generator's state (the samples to come). JSON keeps every float exactly.
     state = {
         "format": CHECKPOINT_FORMAT,
         "config": {"vocab_size": gpt.vocab_size, **{key: getattr(gpt, key) for key in MODEL_KEYS}},
