@@ -120,6 +120,25 @@ class TestReadingPage(unittest.TestCase):
         self.assertIn("<style>", self.page)
 
 
+class TestConceptsMap(unittest.TestCase):
+    def test_every_place_the_readme_points_to_exists(self):
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        table = readme[readme.index("### Where each idea is explained"):readme.index("## Playing with it")]
+        rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+        self.assertGreaterEqual(len(rows), 24)
+        headings = [make_docs.comment_text(line) for line in source_lines() if re.match(r"# \d\. |# Tooling", line)]
+        for row in rows:
+            where = row.split("|")[2]
+            for section in re.findall(r"(\d\. \w+|Tooling)", where):
+                self.assertTrue(any(h.startswith(section) for h in headings), f"no section {section}")
+            for name in re.findall(r"`([\w.]+)`", where):
+                obj = microgpt
+                for part in name.split("."):
+                    self.assertTrue(hasattr(obj, part), f"README points to {name}, which is not in microgpt.py")
+                    obj = getattr(obj, part)
+
+
 class TestQuotedNumbers(unittest.TestCase):
     """The numbers the annotations quote, recomputed with the defaults."""
 

@@ -107,6 +107,12 @@ class TestBadInput(TempDirTestCase, unittest.TestCase):
     def test_data_path_is_a_folder(self):
         self.assert_fails("--data", self.tmp, says="is a folder")
 
+    def test_a_file_that_fails_to_read(self):
+        # /proc/self/mem opens but every read fails with EIO, even for root
+        if not os.path.exists("/proc/self/mem"):
+            self.skipTest("no /proc/self/mem on this system")
+        self.assert_fails("--data", "/proc/self/mem", says="cannot read data file /proc/self/mem")
+
     def test_unreadable_data_file(self):
         path = write_file(self.tmp, "secret.txt", "anna\n")
         os.chmod(path, 0)
