@@ -723,18 +723,29 @@ def load_checkpoint(path):
     return state
 
 
-def restore_params(gpt, params, path):
-    """Copy saved parameter values into gpt; DataError if a matrix's shape does not match."""
-    for name, mat in gpt.state_dict.items():
-        saved = params.get(name)
-        if saved is None or len(saved) != len(mat) or any(len(a) != len(b) for a, b in zip(saved, mat)):
-            raise DataError(f"checkpoint {path} does not match its own model at {name}")
-        for row, saved_row in zip(mat, saved):
-            for p, x in zip(row, saved_row):
-                p.data = float(x)
-    if set(params) != set(gpt.state_dict):
-        raise DataError(f"checkpoint {path} has parameters this model does not: "
-                        f"{', '.join(sorted(set(params) - set(gpt.state_dict)))}")
+def restore_checkpoint(state, path, gpt, optimizer, rng, resume):
+    """Put a loaded checkpoint's parameters and random generator in place, and to resume, Adam's state.
+    Returns (step, metrics) to continue from: the checkpoint's when resuming, else a fresh start.
+    Raises DataError if the checkpoint does not fit the model or holds something else than numbers."""
+    try:
+        if set(state["params"]) != set(gpt.state_dict):
+            raise ValueError("its parameter names differ")
+        for name, mat in gpt.state_dict.items():
+            saved = state["params"][name]
+            if len(saved) != len(mat) or any(len(a) != len(b) for a, b in zip(saved, mat)):
+                raise ValueError(f"{name} has another shape")
+            for row, saved_row in zip(mat, saved):
+                for p, x in zip(row, saved_row):
+                    p.data = float(x)
+        version, internal_state, gauss_next = state["rng_state"]
+        rng.setstate((version, tuple(internal_state), gauss_next))
+        if not resume:
+            return 0, {"train": [], "eval": []}
+        adam = state["adam"]
+        optimizer.t, optimizer.m, optimizer.v = int(adam["t"]), list(map(float, adam["m"])), list(map(float, adam["v"]))
+        return int(state["step"]), state["metrics"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"checkpoint {path} does not fit its model or is damaged ({e})")
 
 
 # ---- what the person running training sees
@@ -784,9 +795,10 @@ class Monitor:
         self.eval_seconds = 0.0
         self.stop_requested = False
         self.losses_since_eval = []
-        self.csv = None
-        if args.log:
-            self.csv = csv.writer(open(args.log, "w", newline="", encoding="utf-8"))
+        self.csv = self.log_file = None
+        if args.log:                        # line-buffered: every row is on disk as soon as it is written
+            self.log_file = open(args.log, "w", newline="", encoding="utf-8", buffering=1)
+            self.csv = csv.writer(self.log_file)
             self.csv.writerow(CSV_COLUMNS)
             for row in metrics["train"]:
                 self.write_train_row(row)
@@ -801,6 +813,10 @@ class Monitor:
         if self.csv:
             step, train_loss, val_loss = row
             self.csv.writerow(["eval", step, "", "", "", "", "", train_loss, val_loss, math.exp(val_loss)])
+
+    def close(self):
+        if self.log_file:
+            self.log_file.close()
 
     def training_seconds(self):
         return time.perf_counter() - self.t_start - self.eval_seconds
@@ -1023,11 +1039,7 @@ def run(args, log=print):
     optimizer = Adam(gpt.params)
     step, metrics = 0, {"train": [], "eval": []}
     if checkpoint:
-        restore_params(gpt, checkpoint["params"], path)
-        rng.setstate((checkpoint["rng_state"][0], tuple(checkpoint["rng_state"][1]), checkpoint["rng_state"][2]))
-        if args.resume:
-            step, metrics = checkpoint["step"], checkpoint["metrics"]
-            optimizer.t, optimizer.m, optimizer.v = checkpoint["adam"]["t"], checkpoint["adam"]["m"], checkpoint["adam"]["v"]
+        step, metrics = restore_checkpoint(checkpoint, path, gpt, optimizer, rng, bool(args.resume))
 
     n_cut = sum(len(doc) + 1 > gpt.block_size for doc in docs)
     log(f"documents: {len(docs):,} ({len(train_docs):,} for training, {len(val_docs):,} for validation)")
@@ -1085,6 +1097,7 @@ def run(args, log=print):
                             f"try a lower --lr or --grad-clip")
         finally:
             signal.signal(signal.SIGINT, previous_handler)
+            monitor.close()
         if monitor.stop_requested:
             where = f"interrupted at step {monitor.step_done}"
             if args.save:

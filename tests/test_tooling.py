@@ -405,6 +405,22 @@ class TestBadInput(ToolTestCase):
         write_file(self.tmp, "model.json", json.dumps(state))
         self.fails("--load", path, says="is damaged")
 
+    def test_checkpoint_with_something_else_than_numbers_or_the_wrong_shape(self):
+        path = self.checkpoint()
+        with open(path) as f:
+            state = json.load(f)
+        def drop_a_row(st):              # consistent counts, wrong shape: lm_head one row short
+            n = len(st["params"]["lm_head"].pop())
+            st["adam"]["m"], st["adam"]["v"] = st["adam"]["m"][n:], st["adam"]["v"][n:]
+
+        for damage, says in ((lambda st: st["params"]["wte"][0].__setitem__(0, "x"), "could not convert"),
+                             (drop_a_row, "lm_head has another shape")):
+            broken = json.loads(json.dumps(state))
+            damage(broken)
+            write_file(self.tmp, "broken.json", json.dumps(broken))
+            line = self.fails("--load", os.path.join(self.tmp, "broken.json"), says="does not fit its model")
+            self.assertIn(says, line)
+
     def test_checkpoint_of_another_model_size(self):
         path = self.checkpoint()
         self.fails("--resume", path, "--n-embd", 16, says="has n_embd 8, not 16")
