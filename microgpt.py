@@ -794,7 +794,8 @@ class Monitor:
         self.t_start = self.t_last = time.perf_counter()
         self.eval_seconds = 0.0
         self.stop_requested = False
-        self.losses_since_eval = []
+        last_eval = metrics["eval"][-1][0] if metrics["eval"] else 0     # resuming: carry the pending steps
+        self.losses_since_eval = [row[1] for row in metrics["train"] if row[0] > last_eval]
         self.csv = self.log_file = None
         if args.log:                        # line-buffered: every row is on disk as soon as it is written
             self.log_file = open(args.log, "w", newline="", encoding="utf-8", buffering=1)
@@ -923,7 +924,6 @@ def explain(gpt, tokenizer, doc, log):
 def parse_args(argv=None):
     """Options -> argparse.Namespace. Options a checkpoint can supply default to None here; run() fills
     them in. Raises DataError for a value that cannot work."""
-    here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(
         description="Train a tiny GPT on a list of names (or any text file, one document per line) "
                     "and sample new ones.")
@@ -990,12 +990,13 @@ def parse_args(argv=None):
         (args.resume is not None and args.load is not None, "give --resume or --load, not both"),
         (args.load is not None and args.steps not in (None, 0),
          "--load samples from a saved model without training; use --resume PATH to train further"),
+        (args.load is not None and (args.save or args.log or args.save_every),
+         "--load samples without training, so --save, --save-every and --log have nothing to write"),
+        (args.save_every is not None and not args.save, "--save-every needs --save PATH"),
     ]
     for failed, message in checks:
         if failed:
             raise DataError(message)
-    if args.data is None:
-        args.default_data = os.path.join(here, "names.txt")
     return args
 
 
@@ -1014,7 +1015,8 @@ def resolve_settings(args, checkpoint, path):
         settings["steps"] = saved.get("steps", 0)
     if settings["n_embd"] % settings["n_head"]:
         raise DataError(f"--n-embd {settings['n_embd']} must be divisible by --n-head {settings['n_head']}")
-    settings["data"] = os.path.abspath(args.data or saved.get("data") or args.default_data)
+    names_txt = os.path.join(os.path.dirname(os.path.abspath(__file__)), "names.txt")
+    settings["data"] = os.path.abspath(args.data or saved.get("data") or names_txt)
     return settings
 
 

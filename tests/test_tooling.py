@@ -181,16 +181,18 @@ class TestCheckpoints(ToolTestCase):
     RUN = ["--steps", 40, "--batch-size", 2, "--warmup-steps", 5, "--min-lr", 0.001, "--samples", 6,
            "--top-k", 5]
 
-    def test_resume_after_20_steps_is_bit_for_bit_the_uninterrupted_40(self):
+    def test_resume_after_25_steps_is_bit_for_bit_the_uninterrupted_40(self):
         full = os.path.join(self.tmp, "full.json")
         half = os.path.join(self.tmp, "half.json")
         whole = self.ok(*self.RUN, "--save", full)
-        self.assertEqual(self.interrupted_at(20, half)["step"], 20)
+        self.assertEqual(self.interrupted_at(25, half)["step"], 25)     # between two evaluations
         end = os.path.join(self.tmp, "end.json")
         resumed = self.ok("--resume", half, "--samples", 6, "--top-k", 5, "--save", end)
-        self.assertIn(f"resuming {half} at step 20", resumed)
-        self.assertEqual(len(losses_of(resumed)), 20)
-        self.assertEqual(losses_of(whole)[20:], losses_of(resumed))
+        self.assertIn(f"resuming {half} at step 25", resumed)
+        self.assertEqual(len(losses_of(resumed)), 15)
+        self.assertEqual(losses_of(whole)[25:], losses_of(resumed))
+        evals = lambda text: re.findall(r"^eval .*$", text, re.M)
+        self.assertEqual(evals(whole)[2:], evals(resumed))          # at 30 (steps 21-30) and 40 alike
         self.assertEqual(samples_of(whole), samples_of(resumed))
         with open(full) as f:
             a = json.load(f)
@@ -457,8 +459,12 @@ class TestBadInput(ToolTestCase):
         not_a_folder = os.path.join(self.data, "x.csv")               # a file where a folder should be
         self.fails("--log", not_a_folder, says="does not exist")
 
-    def test_load_with_steps(self):
-        self.fails("--load", self.checkpoint(), "--steps", 5, says="use --resume PATH to train further")
+    def test_options_that_would_do_nothing(self):
+        path = self.checkpoint()
+        self.fails("--load", path, "--steps", 5, says="use --resume PATH to train further")
+        self.fails("--load", path, "--save", path, says="have nothing to write")
+        self.fails("--load", path, "--log", os.path.join(self.tmp, "x.csv"), says="have nothing to write")
+        self.fails("--save-every", 10, says="--save-every needs --save PATH")
 
     def test_a_loss_that_stops_being_finite_saves_the_last_good_state(self):
         path = os.path.join(self.tmp, "run.json")
