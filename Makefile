@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv-names
 
-.PHONY: run test names bench docs clean
+.PHONY: run test names bench docs lint clean
 
 run:
 	$(PYTHON) microgpt.py
@@ -30,3 +30,10 @@ bench:
 # The side-by-side reading page, generated from microgpt.py (not committed).
 docs:
 	$(PYTHON) tools/make_docs.py microgpt.py docs/microgpt.html
+
+# Style: ruff (pyflakes and pycodestyle rules) from a throwaway venv; microgpt itself never needs it.
+lint:
+	python3 -m venv .venv-lint
+	.venv-lint/bin/pip install --quiet ruff
+	.venv-lint/bin/ruff check --select E,F,W --ignore E731,E741 --line-length 120 --target-version py39 .; \
+	status=$$?; rm -rf .venv-lint; exit $$status

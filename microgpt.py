@@ -742,7 +742,8 @@ def restore_checkpoint(state, path, gpt, optimizer, rng, resume):
         if not resume:
             return 0, {"train": [], "eval": []}
         adam = state["adam"]
-        optimizer.t, optimizer.m, optimizer.v = int(adam["t"]), list(map(float, adam["m"])), list(map(float, adam["v"]))
+        optimizer.t = int(adam["t"])
+        optimizer.m, optimizer.v = list(map(float, adam["m"])), list(map(float, adam["v"]))
         return int(state["step"]), state["metrics"]
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"checkpoint {path} does not fit its model or is damaged ({e})")
@@ -852,7 +853,8 @@ class Monitor:
         if not self.losses_since_eval:
             return
         train_loss = sum(self.losses_since_eval) / len(self.losses_since_eval)
-        text = f"eval {self.step_done:4d} | train loss {train_loss:.4f} (mean of {len(self.losses_since_eval)} steps)"
+        text = (f"eval {self.step_done:4d} | train loss {train_loss:.4f} "
+                f"(mean of {len(self.losses_since_eval)} steps)")
         val_loss = None
         t0 = time.perf_counter()
         if self.evaluate_val:
@@ -913,10 +915,12 @@ def explain(gpt, tokenizer, doc, log):
     log("  pos |   input    |   target   | loss (nats)")
     for t, loss in enumerate(losses):
         log(f"{t:5d} | {show(tokens[t])} | {show(tokens[t + 1])} | {loss:.4f}")
+    v = tokenizer.vocab_size
     log(f"  mean loss {sum(losses) / len(losses):.4f} over {len(losses)} positions; a uniform guess over "
-        f"{tokenizer.vocab_size} tokens scores ln {tokenizer.vocab_size} = {math.log(tokenizer.vocab_size):.4f}")
+        f"{v} tokens scores ln {v} = {math.log(v):.4f}")
     if len(tokens) - 1 > len(losses):
-        log(f"  cut: block_size {gpt.block_size} leaves out the last {len(tokens) - 1 - len(losses)} target(s)")
+        left_out = len(tokens) - 1 - len(losses)
+        log(f"  cut: block_size {gpt.block_size} leaves out the last {left_out} target(s)")
 
 
 # ---- the command line
@@ -928,27 +932,27 @@ def parse_args(argv=None):
         description="Train a tiny GPT on a list of names (or any text file, one document per line) "
                     "and sample new ones.")
     g = p.add_argument_group("data and model")
-    g.add_argument("--data", help="UTF-8 text file, one document per line (default: names.txt beside "
-                                  "this script, or the checkpoint's)")
-    g.add_argument("--seed", type=int, help="random seed; the same seed gives the same run (default 42)")
-    g.add_argument("--val-fraction", type=float,
+    g.add_argument("--data", metavar="PATH", help="UTF-8 text file, one document per line "
+                                                  "(default: names.txt beside this script, or the checkpoint's)")
+    g.add_argument("--seed", type=int, metavar="N", help="random seed; one seed, one run (default 42)")
+    g.add_argument("--val-fraction", type=float, metavar="X",
                    help="share of documents held out for validation, in [0, 1) (default 0.1)")
-    g.add_argument("--n-embd", type=int, help="embedding width (default 16)")
-    g.add_argument("--n-head", type=int, help="attention heads; must divide n_embd (default 4)")
-    g.add_argument("--n-layer", type=int, help="transformer layers (default 1)")
-    g.add_argument("--block-size", type=int, help="positions per document, at least 2 (default 8)")
+    g.add_argument("--n-embd", type=int, metavar="N", help="embedding width (default 16)")
+    g.add_argument("--n-head", type=int, metavar="N", help="attention heads; must divide n_embd (default 4)")
+    g.add_argument("--n-layer", type=int, metavar="N", help="transformer layers (default 1)")
+    g.add_argument("--block-size", type=int, metavar="N", help="positions per document, >= 2 (default 8)")
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, help="optimizer steps in the whole run (default 500)")
-    g.add_argument("--lr", type=float, help="peak learning rate (default 0.01)")
-    g.add_argument("--warmup-steps", type=int, help="steps of linear warmup (default 0)")
-    g.add_argument("--min-lr", type=float, help="learning rate the cosine decays to (default 0)")
-    g.add_argument("--batch-size", type=int, help="documents per optimizer step (default 1)")
-    g.add_argument("--grad-clip", type=float, help="clip the global gradient norm to this (default off)")
+    g.add_argument("--steps", type=int, metavar="N", help="optimizer steps in the whole run (default 500)")
+    g.add_argument("--lr", type=float, metavar="X", help="peak learning rate (default 0.01)")
+    g.add_argument("--warmup-steps", type=int, metavar="N", help="steps of linear warmup (default 0)")
+    g.add_argument("--min-lr", type=float, metavar="X", help="learning rate the cosine decays to (default 0)")
+    g.add_argument("--batch-size", type=int, metavar="N", help="documents per optimizer step (default 1)")
+    g.add_argument("--grad-clip", type=float, metavar="X", help="clip the global gradient norm to X (default off)")
     g = p.add_argument_group("watching a run")
-    g.add_argument("--eval-every", type=int, default=100, help="steps between evaluations (default 100)")
-    g.add_argument("--eval-docs", type=int, default=100,
+    g.add_argument("--eval-every", type=int, metavar="N", default=100, help="steps between evaluations (default 100)")
+    g.add_argument("--eval-docs", type=int, metavar="N", default=100,
                    help="validation documents per evaluation, 0 for all (default 100)")
-    g.add_argument("--print-every", type=int,
+    g.add_argument("--print-every", type=int, metavar="N",
                    help="steps between step lines (default 1 on a terminal or for runs of up to 1,000 "
                         "steps, else steps / 100)")
     g.add_argument("--log", metavar="PATH", help="write every step's metrics and every evaluation to CSV")
@@ -962,10 +966,11 @@ def parse_args(argv=None):
     g.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH exactly")
     g.add_argument("--load", metavar="PATH", help="sample from the model saved in PATH, without training")
     g = p.add_argument_group("sampling")
-    g.add_argument("--samples", type=int, default=20, help="documents to generate (default 20)")
-    g.add_argument("--temperature", type=float, default=0.5, help="sampling temperature > 0 (default 0.5)")
-    g.add_argument("--top-k", type=int, help="sample only from the k most likely tokens (default: all)")
-    g.add_argument("--prefix", default="", help="complete documents that start with this text")
+    g.add_argument("--samples", type=int, metavar="N", default=20, help="documents to generate (default 20)")
+    g.add_argument("--temperature", type=float, metavar="X", default=0.5,
+                   help="sampling temperature > 0 (default 0.5)")
+    g.add_argument("--top-k", type=int, metavar="N", help="sample only from the k most likely tokens (default: all)")
+    g.add_argument("--prefix", default="", metavar="TEXT", help="complete documents that start with this text")
     args = p.parse_args(argv)
     checks = [
         (args.steps is not None and args.steps < 0, f"--steps must be 0 or more, got {args.steps}"),

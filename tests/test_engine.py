@@ -11,8 +11,9 @@ def numeric_grad(f, xs, h=1e-6):
     """Central finite differences of f (floats -> float) at xs: (f(x+h) - f(x-h)) / 2h per argument."""
     grads = []
     for i in range(len(xs)):
-        up = list(xs); up[i] += h
-        down = list(xs); down[i] -= h
+        up, down = list(xs), list(xs)
+        up[i] += h
+        down[i] -= h
         grads.append((f(up) - f(down)) / (2 * h))
     return grads
 

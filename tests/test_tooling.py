@@ -67,8 +67,11 @@ class TestValidation(ToolTestCase):
         tokenizer = microgpt.Tokenizer.from_docs(NAMES)
         gpt = microgpt.GPT(tokenizer.vocab_size, n_embd=8, n_head=2, rng=random.Random(0))
         seen = []
-        microgpt.train(gpt, microgpt.Adam(gpt.params), tokenizer, train, 60, 0.01, batch_size=2,
-                       on_step=lambda step, loss, lr, norm, batch: seen.extend(map(tokenizer.decode, (t[1:-1] for t in batch))))
+
+        def record(step, loss, lr, norm, batch):
+            seen.extend(tokenizer.decode(tokens[1:-1]) for tokens in batch)
+
+        microgpt.train(gpt, microgpt.Adam(gpt.params), tokenizer, train, 60, 0.01, batch_size=2, on_step=record)
         self.assertEqual(set(seen), set(train))                 # every training doc, cycled
         self.assertFalse(set(seen) & set(val))
 

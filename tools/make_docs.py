@@ -2,10 +2,10 @@
 right, block by block in the file's own order, with the section headings as a table of contents.
 
 A block is a run of full-line comments (the annotation) and the code lines after it, up to the next
-full-line comment or top-level def or class. A comment rule (a line of dashes or equals signs) followed by a comment opens a
-section: that comment is the heading. The section after the `# ====` rule (the tooling) is folded
-away in a <details> element. End-of-line comments stay with their code. The page is one file with
-inline CSS, no script and no network.
+full-line comment or top-level def or class. A comment rule (a line of dashes or equals signs)
+followed by a comment opens a section: that comment is the heading. The section after the `# ====`
+rule (the tooling) is folded away in a <details> element. End-of-line comments stay with their code.
+The page is one file with inline CSS, no script and no network.
 
 Usage: python3 tools/make_docs.py [SOURCE] [OUTPUT]   (default: microgpt.py -> docs/microgpt.html)
 """
@@ -148,7 +148,8 @@ def render(source, title="microgpt.py"):
         for block in section["blocks"]:
             first = block["code"][0][0] if block["code"] else ""
             rows.append(f'<tr id="L{first}"><td class="note">{note_html(block["note"])}</td>'
-                        f'<td class="code"><span class="ln">{first}</span><pre>{code_html(block["code"])}</pre></td></tr>')
+                        f'<td class="code"><span class="ln">{first}</span>'
+                        f'<pre>{code_html(block["code"])}</pre></td></tr>')
         table = "<table>\n" + "\n".join(rows) + "\n</table>"
         if section["folded"]:
             body.append(f'<details id="{anchor}"><summary>{html.escape(name)}</summary>\n{table}\n</details>')
