@@ -10,7 +10,7 @@ model does is in this file. Read it top to bottom; the sections follow the data'
   4. Model        token id + position -> logits, one score per vocabulary entry
   5. Loss         logits + the token that actually came next -> cross-entropy, in nats
   6. Optimizer    gradients -> a step for every parameter (Adam, cosine learning rate)
-  7. Training     the loop that repeats 5 -> 3 -> 6, one batch of documents per step
+  7. Training     forward (4, 5), backward (3), update (6): one batch of documents per step
   8. Sampling     the trained model -> new documents, one token at a time
 
 A reader who stops at the end of section 8 has seen the whole algorithm. The tooling after it (command
@@ -224,7 +224,8 @@ class no_grad:
 # First the model's building blocks. Each is a single node with many children: it computes its value from
 # plain floats and stores the derivative with respect to every child, so backward() treats it like any
 # other Value. Built from + * exp instead (tests/atomic_reference.py does exactly that, and the tests hold
-# these to it), the same function would make one node per arithmetic operation: ten times the graph.
+# these to it), the same function would make one node per arithmetic operation: for one training step
+# on a five-letter name that is 39,443 nodes instead of 1,878 (`make bench`).
 
 def dot(a, b):
     """sum_i a_i * b_i over two equal-length lists of Values -> one Value with 2n children.

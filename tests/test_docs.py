@@ -3,6 +3,7 @@ import html.parser
 import importlib.util
 import math
 import os
+import random
 import re
 import unittest
 
@@ -39,6 +40,8 @@ class PageRows(html.parser.HTMLParser):
             self.cell = "line number"
 
     def handle_endtag(self, tag):
+        if tag == "p" and self.cell == "note":
+            self.rows[-1]["note"] += " "                    # paragraphs are separate sentences
         if tag == "span" and self.cell == "line number":
             self.cell = "code"
         elif tag in ("td", "pre", "h2", "summary"):
@@ -48,7 +51,7 @@ class PageRows(html.parser.HTMLParser):
         if self.cell == "heading":
             self.headings[-1] += data
         elif self.cell == "note":
-            self.rows[-1]["note"] += data + " "
+            self.rows[-1]["note"] += data
         elif self.cell == "code":
             self.rows[-1]["code"] += data
 
@@ -157,6 +160,25 @@ class TestQuotedNumbers(unittest.TestCase):
         self.assertIn("ln 27 = 3.30 for", text)
         self.assertIn("'emma' -> [BOS, 4, 12, 12, 0, BOS]", text)
         self.assertEqual(tokenizer.encode("emma")[1:-1], [4, 12, 12, 0])
+
+    def test_graph_sizes_quoted_for_the_fused_nodes(self):
+        import atomic_reference
+        docs = microgpt.load_docs(NAMES)
+        random.Random(42).shuffle(docs)
+        tokenizer = microgpt.Tokenizer.from_docs(docs)
+        gpt = microgpt.GPT(tokenizer.vocab_size, block_size=16, rng=random.Random(1))
+        tokens = tokenizer.encode(docs[0])
+        sizes = []
+        for loss_fn in (atomic_reference.document_loss, microgpt.document_loss):
+            params, seen, stack = {id(p) for p in gpt.params}, set(), [loss_fn(gpt, tokens)]
+            while stack:
+                v = stack.pop()
+                if id(v) not in seen and id(v) not in params:
+                    seen.add(id(v))
+                    stack.extend(v._children)
+            sizes.append(len(seen))
+        self.assertEqual((docs[0], sizes), ("emet", [39443, 1878]))
+        self.assertIn("that is 39,443 nodes instead of 1,878", "\n".join(source_lines()))
 
     def test_the_trace_table_in_document_losses(self):
         out = []
