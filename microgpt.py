@@ -1017,8 +1017,6 @@ def resolve_settings(args, checkpoint, path):
             raise DataError(f"checkpoint {path} has {key} {saved[key]}, not {given}; leave out "
                             f"--{key.replace('_', '-')} or train a new model")
         settings[key] = given if given is not None else saved.get(key, default)
-    if args.load:
-        settings["steps"] = saved.get("steps", 0)
     if settings["n_embd"] % settings["n_head"]:
         raise DataError(f"--n-embd {settings['n_embd']} must be divisible by --n-head {settings['n_head']}")
     names_txt = os.path.join(os.path.dirname(os.path.abspath(__file__)), "names.txt")
@@ -1041,8 +1039,6 @@ def run(args, log=print):
     rng = random.Random(settings["seed"])
     rng.shuffle(docs)
     train_docs, val_docs = split_docs(docs, settings["val_fraction"])
-    if unknown:
-        val_docs = [doc for doc in val_docs if not set(doc) - set(tokenizer.chars)]
     gpt = GPT(tokenizer.vocab_size, *(settings[key] for key in MODEL_KEYS), rng=rng)
     optimizer = Adam(gpt.params)
     step, metrics = 0, {"train": [], "eval": []}

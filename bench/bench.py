@@ -86,7 +86,7 @@ def bench_config(name, docs, tokenizer, rounds=None):
             times[engine].append(time.perf_counter() - t0)
     tokens = tokenizer.encode(docs[0])           # graph size and memory: the same document everywhere
     rows = {}
-    for engine, (gpt, adam, loss_fn) in engines.items():
+    for engine, (gpt, _, loss_fn) in engines.items():
         loss = loss_fn(gpt, tokens)
         nodes, edges = graph_size(loss, gpt.params)
         for p in gpt.params:

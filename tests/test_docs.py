@@ -12,6 +12,9 @@ from support import NAMES, ROOT, SCRIPT, microgpt
 spec = importlib.util.spec_from_file_location("make_docs", os.path.join(ROOT, "tools", "make_docs.py"))
 make_docs = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(make_docs)
+spec = importlib.util.spec_from_file_location("bench", os.path.join(ROOT, "bench", "bench.py"))
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
 
 RULE = re.compile(r"^# ?([-=])\1{20,}\s*$")
 
@@ -168,15 +171,8 @@ class TestQuotedNumbers(unittest.TestCase):
         tokenizer = microgpt.Tokenizer.from_docs(docs)
         gpt = microgpt.GPT(tokenizer.vocab_size, block_size=16, rng=random.Random(1))
         tokens = tokenizer.encode(docs[0])
-        sizes = []
-        for loss_fn in (atomic_reference.document_loss, microgpt.document_loss):
-            params, seen, stack = {id(p) for p in gpt.params}, set(), [loss_fn(gpt, tokens)]
-            while stack:
-                v = stack.pop()
-                if id(v) not in seen and id(v) not in params:
-                    seen.add(id(v))
-                    stack.extend(v._children)
-            sizes.append(len(seen))
+        sizes = [bench.graph_size(loss_fn(gpt, tokens), gpt.params)[0]       # nodes, as make bench counts
+                 for loss_fn in (atomic_reference.document_loss, microgpt.document_loss)]
         self.assertEqual((docs[0], sizes), ("emet", [39443, 1878]))
         self.assertIn("that is 39,443 nodes instead of 1,878", "\n".join(source_lines()))
 
