@@ -25,6 +25,7 @@ import operator
 import os
 import random
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -42,23 +43,38 @@ class DataError(Exception):
 # the file again; from here on a "document" is one of these strings, and training learns what usually
 # comes next inside one.
 
+def read_text(path, what, fix):
+    """The whole of a UTF-8 text file, as a string. `what` names the file in errors ("data file") and
+    `fix` says what to do instead.
+
+    Raises DataError if it is missing, a folder, not a regular file, unreadable or not UTF-8.
+    """
+    try:
+        kind = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{what} {path} not found; {fix}")
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path}: {e.strerror}; {fix}")
+    if stat.S_ISDIR(kind):
+        raise DataError(f"{what} {path} is a folder; {fix}")
+    if not stat.S_ISREG(kind):                              # a FIFO would block open(), /dev/zero never ends
+        raise DataError(f"{what} {path} is not a regular file (a pipe or a device?); {fix}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{what} {path} is not UTF-8 text (byte {e.start}); {fix}")
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path}: {e.strerror}; {fix}")
+
+
 def load_docs(path):
     """Read the documents of a UTF-8 text file: one per line, whitespace stripped, blank lines skipped.
 
-    Returns a list of strings (at least one). Raises DataError if the file is missing, unreadable,
-    not UTF-8, or holds no non-blank line.
+    Returns a list of strings (at least one). Raises DataError if the file cannot be read as text
+    (read_text) or holds no non-blank line.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()                                 # the whole file as one string
-    except FileNotFoundError:
-        raise DataError(f"data file {path} not found; pass --data with a text file, one document per line")
-    except IsADirectoryError:
-        raise DataError(f"data file {path} is a folder; pass --data with a text file")
-    except UnicodeDecodeError as e:
-        raise DataError(f"data file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8")
-    except OSError as e:
-        raise DataError(f"cannot read data file {path}: {e.strerror}")
+    text = read_text(path, "data file", "pass --data a UTF-8 text file, one document per line")
     docs = [line.strip() for line in text.splitlines()]    # one string per line, edges trimmed
     docs = [doc for doc in docs if doc]                     # blank lines are not documents
     if not docs:
@@ -594,18 +610,110 @@ def sample(gpt, tokenizer, rng, temperature=0.5, top_k=None, prefix=""):
 
 
 # ====================================================================================================
-# Tooling: validation, metrics, checkpoints, the one-step trace and the command line.
+# Tooling: settings, validation, metrics, checkpoints, the one-step trace and the command line.
 #
-# The algorithm ended with sampling, above. What follows serves the person running it: a validation
-# split, metrics and a loss curve, checkpoints that resume exactly, a one-step trace, and the command
-# line. None of it changes what the model computes.
-
-DEFAULTS = {"steps": 500, "seed": 42, "n_embd": 16, "n_head": 4, "n_layer": 1, "block_size": 8,
-            "lr": 0.01, "warmup_steps": 0, "min_lr": 0.0, "batch_size": 1, "grad_clip": None,
-            "val_fraction": 0.1}
+# The algorithm ended with sampling, above. What follows serves the person running it: settings checked
+# before any work, a validation split, metrics and a loss curve, checkpoints that resume exactly, a
+# one-step trace, and the command line. None of it changes what the model computes.
+#
+# Settings first: every option of a run, its default, and the rule its value keeps. What fixes the model, the data split and the optimisation. A checkpoint keeps them; --resume refuses
+# another model size or split, which would not be the same run.
+DEFAULTS = {"seed": 42, "val_fraction": 0.1, "n_embd": 16, "n_head": 4, "n_layer": 1, "block_size": 8,
+            "steps": 500, "lr": 0.01, "warmup_steps": 0, "min_lr": 0.0, "batch_size": 1, "grad_clip": None}
+# How a run is watched and sampled. A checkpoint keeps these too, so that --resume PATH alone goes on as
+# the run was going; an option given on the command line wins. print_every None: chosen at the start.
+WATCH_DEFAULTS = {"eval_every": 100, "eval_docs": 100, "print_every": None, "log": None, "save": None,
+                  "save_every": None, "samples": 20, "temperature": 0.5, "top_k": None, "prefix": ""}
 MODEL_KEYS = ("n_embd", "n_head", "n_layer", "block_size")   # fixed by a checkpoint's parameters
 SPLIT_KEYS = ("seed", "val_fraction")                         # fixed by a checkpoint's data split
-CHECKPOINT_FORMAT = "microgpt checkpoint 1"
+SAMPLING_KEYS = ("samples", "temperature", "top_k", "prefix")  # what --load takes from a checkpoint
+CHECKPOINT_FORMAT = "microgpt checkpoint 2"
+
+# The rule each setting keeps: (type, test, what the test asks for). A setting whose default is None may
+# also be None. A whole number is accepted where a float is asked for.
+AT_LEAST_1, AT_LEAST_0, ABOVE_0 = (lambda v: v >= 1, "at least 1"), (lambda v: v >= 0, "0 or more"), \
+    (lambda v: v > 0, "greater than 0")
+RULES = {
+    "seed": (int, lambda v: True, ""), "val_fraction": (float, lambda v: 0 <= v < 1, "at least 0 and less than 1"),
+    "n_embd": (int, *AT_LEAST_1), "n_head": (int, *AT_LEAST_1), "n_layer": (int, *AT_LEAST_1),
+    "block_size": (int, lambda v: v >= 2, "at least 2"), "steps": (int, *AT_LEAST_0), "lr": (float, *ABOVE_0),
+    "warmup_steps": (int, *AT_LEAST_0), "min_lr": (float, *AT_LEAST_0), "batch_size": (int, *AT_LEAST_1),
+    "grad_clip": (float, *ABOVE_0), "eval_every": (int, *AT_LEAST_1), "eval_docs": (int, *AT_LEAST_0),
+    "print_every": (int, *AT_LEAST_1), "log": (str, bool, "a file name"), "save": (str, bool, "a file name"),
+    "save_every": (int, *AT_LEAST_1), "samples": (int, *AT_LEAST_0), "temperature": (float, *ABOVE_0),
+    "top_k": (int, *AT_LEAST_1), "prefix": (str, lambda v: True, ""), "data": (str, bool, "a file name"),
+}
+NULLABLE = {key for key, value in {**DEFAULTS, **WATCH_DEFAULTS}.items() if value is None}
+KINDS = {int: "a whole number", float: "a finite number", str: "a string"}
+JSON_KINDS = {dict: "an object", list: "a list", int: "a whole number"}
+
+
+def check_value(key, value, name):
+    """`value` if it keeps the rule of setting `key` (as a float where a float is asked for), else DataError
+    calling the setting `name` (an option, or a checkpoint's field) and saying what it must be."""
+    kind, test, rule = RULES[key]
+    if value is None and key in NULLABLE:
+        return None
+    if kind is float and type(value) is int:
+        value = float(value)
+    if type(value) is not kind or (kind is float and not math.isfinite(value)):  # bool is not int here
+        raise DataError(f"{name} must be {KINDS[kind]}, got {value!r}")
+    if not test(value):
+        raise DataError(f"{name} must be {rule}, got {value}")
+    return value
+
+
+def check_settings(settings, name):
+    """Every setting checked by its rule and against the others; returns them with numbers of the right
+    type. `name(key)` is how errors call a setting. Raises DataError naming the first problem."""
+    s = {key: check_value(key, value, name(key)) for key, value in settings.items()}
+    if s["n_embd"] % s["n_head"]:
+        raise DataError(f"{name('n_embd')} {s['n_embd']} must be divisible by {name('n_head')} {s['n_head']}")
+    if s["min_lr"] > s["lr"]:
+        raise DataError(f"{name('min_lr')} {s['min_lr']} is above {name('lr')} {s['lr']}; the learning rate "
+                        f"decays from lr down to min_lr, so min_lr must not be larger")
+    if s["warmup_steps"] > s["steps"]:
+        raise DataError(f"{name('warmup_steps')} {s['warmup_steps']} is more than {name('steps')} "
+                        f"{s['steps']}; warm up for at most the whole run")
+    if s.get("save_every") and not s.get("save"):
+        raise DataError(f"{name('save_every')} needs {name('save')} PATH")
+    return s
+
+
+def parameter_shapes(vocab_size, n_embd, n_layer, block_size):
+    """{name: (rows, columns)} of every parameter matrix GPT(...) makes, in state_dict order."""
+    shapes = {"wte": (vocab_size, n_embd), "wpe": (block_size, n_embd), "lm_head": (vocab_size, n_embd)}
+    for i in range(n_layer):
+        for name in ("attn_wq", "attn_wk", "attn_wv", "attn_wo"):
+            shapes[f"layer{i}.{name}"] = (n_embd, n_embd)
+        shapes[f"layer{i}.mlp_fc1"], shapes[f"layer{i}.mlp_fc2"] = (4 * n_embd, n_embd), (n_embd, 4 * n_embd)
+    return shapes
+
+
+def physical_memory():
+    """Bytes of memory this machine has, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(vocab_size, settings, training):
+    """Raise DataError, before anything is allocated, if the model (and, to train, one document's graph
+    and one batch) would need more memory than the machine has."""
+    n_params = sum(r * c for r, c in parameter_shapes(vocab_size, *(settings[key] for key in MODEL_KEYS
+                                                                    if key != "n_head")).values())
+    # Measured with tracemalloc: about 185 bytes per parameter (its Value and float, and Adam's m and v);
+    # a training step's graph adds about 60 per parameter and position, and a batch ~200 per document.
+    need = n_params * 200
+    if training:
+        need += n_params * 60 * settings["block_size"] + settings["batch_size"] * 200
+    have = physical_memory()
+    if have and need > have:
+        raise DataError(f"a model of n_embd {settings['n_embd']}, n_layer {settings['n_layer']} and block_size "
+                        f"{settings['block_size']} (batch {settings['batch_size']}) has {n_params:,} parameters and "
+                        f"needs about {need / 1e9:,.1f} GB here; this machine has {have / 1e9:,.1f} GB; choose a "
+                        f"smaller model or batch")
 
 
 def split_docs(docs, val_fraction):
@@ -637,42 +745,49 @@ def evaluate(gpt, tokenizer, docs):
     return loss_sum / n_tokens, n_tokens
 
 
-# ---- checkpoints: JSON data (never pickle), written atomically
+# ---- checkpoints: JSON data (never pickle), written atomically, checked whole before use
+
+def temporary_path(path):
+    """The hidden file beside `path` that a save writes before renaming it into place: one per path."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.tmp")
+
 
 def write_atomically(path, text):
-    """Write text to path through a temporary file in the same folder and a rename, so that a crash
-    leaves either the old file or the new one, never half of one. Raises DataError if it cannot."""
-    folder = os.path.dirname(os.path.abspath(path))
+    """Write text to path through a temporary file beside it and a rename, so that a crash at any moment
+    leaves either the old file or the new one, never half of one. The temporary file has one name per
+    path, so a save killed half-way leaves nothing that the next save does not overwrite and rename.
+    (Two runs saving to one path at the same time are not supported.) Raises DataError if it cannot."""
+    tmp = temporary_path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".microgpt-", suffix=".tmp")
-    except OSError as e:
-        raise DataError(f"cannot write {path}: {e.strerror}; choose a folder that exists and is writable")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+            os.fsync(f.fileno())                            # the bytes are on disk before the rename
+        os.replace(tmp, path)                               # atomic: readers see the old file or the new
     except BaseException as e:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         if isinstance(e, OSError):
             raise DataError(f"cannot write {path}: {e.strerror}")
         raise
 
 
 def check_writable(path, option):
-    """Raise DataError now, before any training, if `path` cannot be created in its folder."""
+    """Raise DataError now, before any training, if `path` cannot be written as a regular file."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise DataError(f"{option} {path}: folder {folder} does not exist")
     if os.path.isdir(path):
         raise DataError(f"{option} {path} is a folder; give a file name")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise DataError(f"{option} {path} is not a regular file (a pipe or a device?); give a file name")
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".microgpt-", suffix=".tmp")
+        with open(temporary_path(path), "w"):
+            pass
+        os.unlink(temporary_path(path))
     except OSError as e:
         raise DataError(f"{option} {path}: cannot write in {folder} ({e.strerror})")
-    os.close(fd)
-    os.unlink(tmp)
 
 
 def save_checkpoint(path, gpt, tokenizer, optimizer, rng, step, settings, metrics):
@@ -698,56 +813,103 @@ def save_checkpoint(path, gpt, tokenizer, optimizer, rng, step, settings, metric
 
 
 def load_checkpoint(path):
-    """Read and check a checkpoint: a dict as save_checkpoint wrote it. Raises DataError if the file is
-    missing, not JSON (a truncated file is not), not a microgpt checkpoint, or inconsistent."""
+    """Read a checkpoint and check all of it (validate_checkpoint). Returns the checked dict. Raises
+    DataError if the file cannot be read, is not JSON (a truncated file is not), or is not a whole, valid
+    microgpt checkpoint."""
+    text = read_text(path, "checkpoint", "give a checkpoint saved with --save")
     try:
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"checkpoint {path} not found")
-    except (ValueError, UnicodeDecodeError) as e:
+        state = json.loads(text)
+    except ValueError as e:
         raise DataError(f"checkpoint {path} is not valid JSON, perhaps truncated ({e})")
-    except OSError as e:
-        raise DataError(f"cannot read checkpoint {path}: {e.strerror}")
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise DataError(f"{path} is not a microgpt checkpoint")
-    try:
-        config, chars = state["config"], state["chars"]
-        if config["vocab_size"] != len(chars) + 1:
-            raise ValueError(f"vocab_size {config['vocab_size']} but {len(chars)} characters")
-        n_params = sum(len(row) for mat in state["params"].values() for row in mat)
-        if not len(state["adam"]["m"]) == len(state["adam"]["v"]) == n_params:
-            raise ValueError("Adam's moments do not match the parameters")
-        state["step"], state["settings"]["seed"], state["metrics"]["train"]    # present
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise DataError(f"checkpoint {path} is damaged ({type(e).__name__}: {e})")
-    return state
+    except RecursionError:
+        raise DataError(f"checkpoint {path} is JSON nested too deeply to be a checkpoint")
+    return validate_checkpoint(state, path)
 
 
-def restore_checkpoint(state, path, gpt, optimizer, rng, resume):
-    """Put a loaded checkpoint's parameters and random generator in place, and to resume, Adam's state.
-    Returns (step, metrics) to continue from: the checkpoint's when resuming, else a fresh start.
-    Raises DataError if the checkpoint does not fit the model or holds something else than numbers."""
+def validate_checkpoint(state, path):
+    """Check a checkpoint's whole content once, before anything is built from it: every field present, of
+    the right type and range, finite, of the shape the configuration gives, and consistent with the rest.
+    Returns it with numbers as floats and the random state as random.setstate() takes it. Raises
+    DataError naming the first problem found."""
+    whole = lambda x: type(x) is int                                       # bool is not a count
+    finite = lambda x: type(x) in (int, float) and math.isfinite(x)
+    numbers = lambda xs, n: type(xs) is list and len(xs) == n and all(map(finite, xs))
+
+    def need(ok, problem):
+        if not ok:
+            raise DataError(f"checkpoint {path} is damaged: {problem}")
+
+    def get(obj, key, where, kind=dict):                     # obj[key], which must be of type `kind`
+        need(type(obj) is dict and key in obj, f"{where}{key} is missing")
+        if kind is not None:
+            need(type(obj[key]) is kind, f"{where}{key} is not {JSON_KINDS[kind]}")
+        return obj[key]
+
+    if type(state) is not dict or state.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(f"{path} is not a microgpt checkpoint ({CHECKPOINT_FORMAT}); give one saved with --save")
+    saved = get(state, "settings", "")
+    for key in list(DEFAULTS) + ["data"]:
+        get(saved, key, "settings.", None)
     try:
-        if set(state["params"]) != set(gpt.state_dict):
-            raise ValueError("its parameter names differ")
-        for name, mat in gpt.state_dict.items():
-            saved = state["params"][name]
-            if len(saved) != len(mat) or any(len(a) != len(b) for a, b in zip(saved, mat)):
-                raise ValueError(f"{name} has another shape")
-            for row, saved_row in zip(mat, saved):
-                for p, x in zip(row, saved_row):
-                    p.data = float(x)
-        version, internal_state, gauss_next = state["rng_state"]
-        rng.setstate((version, tuple(internal_state), gauss_next))
-        if not resume:
-            return 0, {"train": [], "eval": []}
-        adam = state["adam"]
-        optimizer.t = int(adam["t"])
-        optimizer.m, optimizer.v = list(map(float, adam["m"])), list(map(float, adam["v"]))
-        return int(state["step"]), state["metrics"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise DataError(f"checkpoint {path} does not fit its model or is damaged ({e})")
+        settings = check_settings({key: saved.get(key, default) for key, default in
+                                   {**DEFAULTS, **WATCH_DEFAULTS, "data": None}.items()}, "settings.{}".format)
+    except DataError as e:
+        raise DataError(f"checkpoint {path} is damaged: {e}")
+    config = get(state, "config", "")
+    for key in MODEL_KEYS:
+        need(get(config, key, "config.", None) == settings[key] and whole(config[key]),
+             f"config.{key} {config[key]!r} is not settings.{key} {settings[key]}")
+    vocab_size, chars = get(config, "vocab_size", "config.", int), get(state, "chars", "", list)
+    need(vocab_size == len(chars) + 1 >= 2, f"config.vocab_size {vocab_size} is not 1 + {len(chars)} characters")
+    need(all(type(ch) is str and len(ch) == 1 for ch in chars) and len(set(chars)) == len(chars),
+         "chars are not distinct single characters")
+    step = get(state, "step", "", int)
+    need(0 <= step <= settings["steps"], f"step {step} is not between 0 and settings.steps {settings['steps']}")
+    shapes = parameter_shapes(vocab_size, *(settings[key] for key in MODEL_KEYS if key != "n_head"))
+    params = get(state, "params", "")
+    need(set(params) == set(shapes), f"params are not {', '.join(shapes)}")
+    for name, (rows, cols) in shapes.items():
+        mat = params[name]
+        need(type(mat) is list and len(mat) == rows and all(numbers(row, cols) for row in mat),
+             f"params.{name} is not {rows} rows of {cols} finite numbers")
+    n_params = sum(rows * cols for rows, cols in shapes.values())
+    adam = get(state, "adam", "")
+    need(get(adam, "t", "adam.", int) == step, f"adam.t {adam['t']} is not step {step}")
+    need(numbers(get(adam, "m", "adam.", list), n_params) and numbers(get(adam, "v", "adam.", list), n_params)
+         and min(adam["v"], default=0) >= 0, f"adam.m and adam.v are not {n_params} finite numbers (v >= 0)")
+    rng_state = get(state, "rng_state", "", list)
+    need(len(rng_state) == 3 and rng_state[0] == 3 and whole(rng_state[0]) and type(rng_state[1]) is list
+         and len(rng_state[1]) == 625 and all(whole(x) and 0 <= x < 2 ** 32 for x in rng_state[1])
+         and rng_state[1][-1] <= 624 and (rng_state[2] is None or finite(rng_state[2])),
+         "rng_state is not a state of random.Random")
+    metrics = get(state, "metrics", "")
+    train, evals = get(metrics, "train", "metrics.", list), get(metrics, "eval", "metrics.", list)
+    need(len(train) == step and all(numbers(row, 6) and row[0] == i + 1 and whole(row[0]) and min(row) >= 0
+                                    for i, row in enumerate(train)),
+         f"metrics.train is not {step} rows of [step, loss, lr, grad_norm, tokens_per_sec, elapsed_s]")
+    need(all(type(row) is list and len(row) == 4 and whole(row[0]) and finite(row[1]) and finite(row[3])
+             and row[3] >= 0
+             and (row[2] is None or finite(row[2])) for row in evals)
+         and [row[0] for row in evals] == sorted({row[0] for row in evals}) and all(0 < row[0] <= step for row in evals),
+         "metrics.eval is not rows of [step, train_loss, val_loss, seconds] in order")
+    return dict(state, settings=settings, params={name: [list(map(float, row)) for row in params[name]]
+                                                  for name in shapes},
+                adam={"t": step, "m": list(map(float, adam["m"])), "v": list(map(float, adam["v"]))},
+                rng_state=(3, tuple(rng_state[1]), rng_state[2]))
+
+
+def restore_checkpoint(state, gpt, optimizer, rng, resume):
+    """Put a checked checkpoint's parameters and random generator in place, and to resume, Adam's state.
+    Returns (step, metrics) to continue from: the checkpoint's when resuming, else a fresh start."""
+    for name, mat in gpt.state_dict.items():
+        for row, saved_row in zip(mat, state["params"][name]):
+            for p, x in zip(row, saved_row):
+                p.data = x
+    rng.setstate(state["rng_state"])
+    if not resume:
+        return 0, {"train": [], "eval": []}
+    optimizer.t, optimizer.m, optimizer.v = state["adam"]["t"], state["adam"]["m"], state["adam"]["v"]
+    return state["step"], state["metrics"]
 
 
 # ---- what the person running training sees
@@ -785,36 +947,41 @@ class Monitor:
     """Watches training through train()'s on_step: prints step lines, evaluates, writes the CSV log,
     saves periodic checkpoints and notices Ctrl-C. Metrics are kept for the checkpoint and the curve:
     metrics["train"] rows are [step, loss, lr, grad_norm, tokens_per_sec, elapsed_s] and
-    metrics["eval"] rows are [step, train_loss, val_loss], steps counted from 1."""
+    metrics["eval"] rows are [step, train_loss, val_loss, seconds], steps counted from 1 and times in
+    seconds; a resumed run carries on with the rows of the run so far."""
 
-    def __init__(self, console, args, settings, evaluate_val, save, metrics, start_step):
-        self.console, self.args, self.settings = console, args, settings
+    def __init__(self, console, settings, evaluate_val, save, metrics, start_step):
+        self.console, self.settings = console, settings
         self.evaluate_val, self.save, self.metrics = evaluate_val, save, metrics
         self.start_step = self.step_done = start_step
         self.num_steps = settings["steps"]
+        self.print_every = settings["print_every"] or (
+            1 if console.tty or self.num_steps <= 1000 else max(1, self.num_steps // 100))
         self.elapsed_before = metrics["train"][-1][5] if metrics["train"] else 0.0
+        self.eval_seconds_before = sum(row[3] for row in metrics["eval"])
         self.t_start = self.t_last = time.perf_counter()
         self.eval_seconds = 0.0
         self.stop_requested = False
         last_eval = metrics["eval"][-1][0] if metrics["eval"] else 0     # resuming: carry the pending steps
         self.losses_since_eval = [row[1] for row in metrics["train"] if row[0] > last_eval]
         self.csv = self.log_file = None
-        if args.log:                        # line-buffered: every row is on disk as soon as it is written
-            self.log_file = open(args.log, "w", newline="", encoding="utf-8", buffering=1)
+        if settings["log"]:                 # line-buffered: every row is on disk as soon as it is written
+            self.log_file = open(settings["log"], "w", newline="", encoding="utf-8", buffering=1)
             self.csv = csv.writer(self.log_file)
             self.csv.writerow(CSV_COLUMNS)
-            for row in metrics["train"]:
+            evals = {row[0]: row for row in metrics["eval"]}
+            for row in metrics["train"]:                    # the run so far, in the order it happened
                 self.write_train_row(row)
-            for row in metrics["eval"]:
-                self.write_eval_row(row)
+                if row[0] in evals:
+                    self.write_eval_row(evals[row[0]])
 
     def write_train_row(self, row):
         if self.csv:
             self.csv.writerow(["train"] + row + ["", "", ""])
 
     def write_eval_row(self, row):
-        if self.csv:
-            step, train_loss, val_loss = row
+        step, train_loss, val_loss, _ = row
+        if self.csv and val_loss is not None:
             self.csv.writerow(["eval", step, "", "", "", "", "", train_loss, val_loss, math.exp(val_loss)])
 
     def close(self):
@@ -822,6 +989,7 @@ class Monitor:
             self.log_file.close()
 
     def training_seconds(self):
+        """Seconds spent training in this process, evaluation not counted."""
         return time.perf_counter() - self.t_start - self.eval_seconds
 
     def on_step(self, step, loss, lr, norm, batch):
@@ -838,13 +1006,13 @@ class Monitor:
         text = (f"step {step + 1:4d} / {self.num_steps:4d} | loss {loss:.4f} | lr {lr:.5f} | "
                 f"{format_seconds(left)} left")
         last = self.step_done == self.num_steps
-        if (step + 1) % self.args.print_every == 0 or last:
+        if (step + 1) % self.print_every == 0 or last:
             self.console.line(text)
         else:
             self.console.status(text)
-        if (step + 1) % self.args.eval_every == 0 or last:
+        if (step + 1) % self.settings["eval_every"] == 0 or last:
             self.evaluation()
-        if self.args.save and self.args.save_every and (step + 1) % self.args.save_every == 0 and not last:
+        if self.settings["save_every"] and (step + 1) % self.settings["save_every"] == 0 and not last:
             self.save(self.step_done)
         self.t_last = time.perf_counter()
         return self.stop_requested
@@ -861,13 +1029,20 @@ class Monitor:
         if self.evaluate_val:
             val_loss = self.evaluate_val()
             text += f" | val loss {val_loss:.4f} | val perplexity {math.exp(val_loss):.2f}"
-        self.eval_seconds += time.perf_counter() - t0
-        row = [self.step_done, train_loss, val_loss]
+        seconds = time.perf_counter() - t0
+        self.eval_seconds += seconds
+        row = [self.step_done, train_loss, val_loss, seconds]
         self.metrics["eval"].append(row)
-        if val_loss is not None:
-            self.write_eval_row(row)
+        self.write_eval_row(row)
         self.losses_since_eval = []
         self.console.line(text)
+
+    def summary(self):
+        """The line that closes training, for the whole run (a resumed run's earlier part included)."""
+        steps = self.step_done
+        seconds = self.elapsed_before + self.training_seconds()
+        return (f"trained {steps} steps in {format_seconds(seconds)} ({1000 * seconds / steps:.1f} ms/step; "
+                f"evaluation took {format_seconds(self.eval_seconds_before + self.eval_seconds)})")
 
 
 def loss_curve(metrics, width=64, height=10):
@@ -926,10 +1101,16 @@ def explain(gpt, tokenizer, doc, log):
 
 # ---- the command line
 
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):               # one line and exit status 2, like every other bad input
+        raise DataError(f"{message}; see --help")
+
+
 def parse_args(argv=None):
-    """Options -> argparse.Namespace. Options a checkpoint can supply default to None here; run() fills
-    them in. Raises DataError for a value that cannot work."""
-    p = argparse.ArgumentParser(
+    """Options -> argparse.Namespace. Every setting defaults to None here, meaning "not given":
+    resolve_settings() fills it in from a checkpoint or the defaults and checks it. Raises DataError for
+    an unknown option, a value of the wrong type, or options that cannot go together."""
+    p = ArgumentParser(
         description="Train a tiny GPT on a list of names (or any text file, one document per line) "
                     "and sample new ones.")
     g = p.add_argument_group("data and model")
@@ -949,9 +1130,9 @@ def parse_args(argv=None):
     g.add_argument("--min-lr", type=float, metavar="X", help="learning rate the cosine decays to (default 0)")
     g.add_argument("--batch-size", type=int, metavar="N", help="documents per optimizer step (default 1)")
     g.add_argument("--grad-clip", type=float, metavar="X", help="clip the global gradient norm to X (default off)")
-    g = p.add_argument_group("watching a run")
-    g.add_argument("--eval-every", type=int, metavar="N", default=100, help="steps between evaluations (default 100)")
-    g.add_argument("--eval-docs", type=int, metavar="N", default=100,
+    g = p.add_argument_group("watching a run (a checkpoint keeps these; --resume goes on with them)")
+    g.add_argument("--eval-every", type=int, metavar="N", help="steps between evaluations (default 100)")
+    g.add_argument("--eval-docs", type=int, metavar="N",
                    help="validation documents per evaluation, 0 for all (default 100)")
     g.add_argument("--print-every", type=int, metavar="N",
                    help="steps between step lines (default 1 on a terminal or for runs of up to 1,000 "
@@ -967,38 +1148,17 @@ def parse_args(argv=None):
     g.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH exactly")
     g.add_argument("--load", metavar="PATH", help="sample from the model saved in PATH, without training")
     g = p.add_argument_group("sampling")
-    g.add_argument("--samples", type=int, metavar="N", default=20, help="documents to generate (default 20)")
-    g.add_argument("--temperature", type=float, metavar="X", default=0.5,
-                   help="sampling temperature > 0 (default 0.5)")
+    g.add_argument("--samples", type=int, metavar="N", help="documents to generate (default 20)")
+    g.add_argument("--temperature", type=float, metavar="X", help="sampling temperature > 0 (default 0.5)")
     g.add_argument("--top-k", type=int, metavar="N", help="sample only from the k most likely tokens (default: all)")
-    g.add_argument("--prefix", default="", metavar="TEXT", help="complete documents that start with this text")
+    g.add_argument("--prefix", metavar="TEXT", help="complete documents that start with this text")
     args = p.parse_args(argv)
     checks = [
-        (args.steps is not None and args.steps < 0, f"--steps must be 0 or more, got {args.steps}"),
-        (args.samples < 0, f"--samples must be 0 or more, got {args.samples}"),
-        (any(v is not None and v < 1 for v in (args.n_embd, args.n_head, args.n_layer)),
-         "--n-embd, --n-head and --n-layer must be at least 1"),
-        (args.block_size is not None and args.block_size < 2,
-         f"--block-size must be at least 2, got {args.block_size}"),
-        (args.lr is not None and not args.lr > 0, f"--lr must be greater than 0, got {args.lr}"),
-        (not args.temperature > 0, f"--temperature must be greater than 0, got {args.temperature}"),
-        (args.top_k is not None and args.top_k < 1, f"--top-k must be at least 1, got {args.top_k}"),
-        (args.batch_size is not None and args.batch_size < 1,
-         f"--batch-size must be at least 1, got {args.batch_size}"),
-        (args.val_fraction is not None and not 0 <= args.val_fraction < 1,
-         f"--val-fraction must be at least 0 and less than 1, got {args.val_fraction}"),
-        (args.warmup_steps is not None and args.warmup_steps < 0, "--warmup-steps must be 0 or more"),
-        (args.min_lr is not None and args.min_lr < 0, "--min-lr must be 0 or more"),
-        (args.grad_clip is not None and not args.grad_clip > 0, "--grad-clip must be greater than 0"),
-        (args.eval_every < 1 or args.eval_docs < 0, "--eval-every must be at least 1, --eval-docs 0 or more"),
-        (args.print_every is not None and args.print_every < 1, "--print-every must be at least 1"),
-        (args.save_every is not None and args.save_every < 1, "--save-every must be at least 1"),
         (args.resume is not None and args.load is not None, "give --resume or --load, not both"),
         (args.load is not None and args.steps not in (None, 0),
          "--load samples from a saved model without training; use --resume PATH to train further"),
         (args.load is not None and (args.save or args.log or args.save_every),
          "--load samples without training, so --save, --save-every and --log have nothing to write"),
-        (args.save_every is not None and not args.save, "--save-every needs --save PATH"),
     ]
     for failed, message in checks:
         if failed:
@@ -1007,26 +1167,37 @@ def parse_args(argv=None):
 
 
 def resolve_settings(args, checkpoint, path):
-    """Every setting of the run: given on the command line, else saved in the checkpoint, else the
-    default. Raises DataError where an option contradicts the checkpoint's model or data split."""
-    saved = dict(checkpoint["settings"], **checkpoint["config"]) if checkpoint else {}
+    """Every setting of the run: given on the command line, else kept in the checkpoint, else the
+    default; then all of them checked together (check_settings). Under --load only the model, the split
+    and the sampling settings come from the checkpoint. Raises DataError where an option is invalid or
+    contradicts the checkpoint's model, data split or step."""
+    saved = dict(checkpoint["settings"]) if checkpoint else {}
+    if args.load:
+        saved = {key: value for key, value in saved.items() if key in DEFAULTS or key in SAMPLING_KEYS + ("data",)}
     settings = {}
-    for key, default in DEFAULTS.items():
+    for key, default in {**DEFAULTS, **WATCH_DEFAULTS}.items():
         given = getattr(args, key)
         if given is not None and key in saved and key in MODEL_KEYS + SPLIT_KEYS and given != saved[key]:
             raise DataError(f"checkpoint {path} has {key} {saved[key]}, not {given}; leave out "
                             f"--{key.replace('_', '-')} or train a new model")
         settings[key] = given if given is not None else saved.get(key, default)
-    if settings["n_embd"] % settings["n_head"]:
-        raise DataError(f"--n-embd {settings['n_embd']} must be divisible by --n-head {settings['n_head']}")
     names_txt = os.path.join(os.path.dirname(os.path.abspath(__file__)), "names.txt")
-    settings["data"] = os.path.abspath(args.data or saved.get("data") or names_txt)
+    settings["data"] = args.data or saved.get("data") or names_txt
+    for key in ("data", "log", "save"):             # absolute: a resumed run may start in another folder
+        if settings[key]:
+            settings[key] = os.path.abspath(settings[key])
+    settings = check_settings(settings, lambda key: "--" + key.replace("_", "-"))
+    if checkpoint and args.resume and settings["steps"] < checkpoint["step"]:
+        raise DataError(f"--steps {settings['steps']} is fewer than the {checkpoint['step']} steps checkpoint "
+                        f"{path} has done; give more --steps to train further")
     return settings
 
 
-def run(args, log=print):
-    """The whole program for parsed options. Returns the exit status; raises DataError for bad input."""
-    console = Console(log)
+def prepare(args, log):
+    """Everything a run starts from, all checked before any work: the checkpoint, the settings, the
+    data, the vocabulary, the model's memory, the output files. Returns a namespace with the model, its
+    optimizer and random generator (restored from the checkpoint), the split documents, the step and the
+    metrics to continue from. Raises DataError for bad input."""
     path = args.resume or args.load
     checkpoint = load_checkpoint(path) if path else None
     settings = resolve_settings(args, checkpoint, path)
@@ -1036,100 +1207,121 @@ def run(args, log=print):
     if unknown and args.resume:
         raise DataError(f"{settings['data']} has characters checkpoint {path} does not know "
                         f"({''.join(unknown[:10])}); train a new model on it instead of resuming")
+    for option, text in (("--explain", args.explain or ""), ("--prefix", settings["prefix"])):
+        unknown = sorted(set(text) - set(tokenizer.chars))
+        if unknown:
+            raise DataError(f"{option} {text!r} has characters the model does not know: {''.join(unknown)}")
+    if len(settings["prefix"]) >= settings["block_size"]:
+        raise DataError(f"--prefix is {len(settings['prefix'])} characters; it must be shorter than block_size "
+                        f"{settings['block_size']}")
+    training = not args.load and args.explain is None
+    check_memory(tokenizer.vocab_size, settings, training)
+    for option, key in (("--save", "save"), ("--log", "log")):
+        if training and settings[key]:
+            check_writable(settings[key], option)
     rng = random.Random(settings["seed"])
-    rng.shuffle(docs)
+    rng.shuffle(docs)                                       # the seed fixes the order and so the split
     train_docs, val_docs = split_docs(docs, settings["val_fraction"])
     gpt = GPT(tokenizer.vocab_size, *(settings[key] for key in MODEL_KEYS), rng=rng)
     optimizer = Adam(gpt.params)
     step, metrics = 0, {"train": [], "eval": []}
     if checkpoint:
-        step, metrics = restore_checkpoint(checkpoint, path, gpt, optimizer, rng, bool(args.resume))
+        step, metrics = restore_checkpoint(checkpoint, gpt, optimizer, rng, bool(args.resume))
+    return argparse.Namespace(args=args, log=log, console=Console(log), path=path, checkpoint=checkpoint,
+                              settings=settings,
+                              docs=docs, train_docs=train_docs, val_docs=val_docs, tokenizer=tokenizer,
+                              gpt=gpt, optimizer=optimizer, rng=rng, step=step, metrics=metrics)
 
-    n_cut = sum(len(doc) + 1 > gpt.block_size for doc in docs)
-    log(f"documents: {len(docs):,} ({len(train_docs):,} for training, {len(val_docs):,} for validation)")
-    log(f"vocab_size: {tokenizer.vocab_size} ({len(tokenizer.chars)} characters + BOS)")
+
+def print_header(r):
+    """What the run is about to do: data, vocabulary, model size, the loss to expect at the start."""
+    gpt, log = r.gpt, r.log
+    log(f"documents: {len(r.docs):,} ({len(r.train_docs):,} for training, {len(r.val_docs):,} for validation)")
+    log(f"vocab_size: {r.tokenizer.vocab_size} ({len(r.tokenizer.chars)} characters + BOS)")
     log(f"parameters: {len(gpt.params):,} (n_embd {gpt.n_embd}, n_head {gpt.n_head}, n_layer {gpt.n_layer}, "
         f"block_size {gpt.block_size})")
-    log(f"loss at initialisation should be near ln(vocab_size) = {math.log(tokenizer.vocab_size):.4f}")
+    log(f"loss at initialisation should be near ln(vocab_size) = {math.log(r.tokenizer.vocab_size):.4f}")
+    n_cut = sum(len(doc) + 1 > gpt.block_size for doc in r.docs)
     if n_cut:
         log(f"cut: {n_cut:,} documents are longer than block_size {gpt.block_size} allows "
             f"and train on their first {gpt.block_size} positions only")
-    if checkpoint:
-        log(f"{'resuming' if args.resume else 'loaded'} {path} at step {checkpoint['step']}")
+    if r.path:
+        log(f"{'resuming' if r.args.resume else 'loaded'} {r.path} at step {r.checkpoint['step']}")
 
-    if args.explain is not None:
-        doc = args.explain or train_docs[0]
-        if set(doc) - set(tokenizer.chars):
-            raise DataError(f"--explain {doc!r} has characters the model does not know")
-        explain(gpt, tokenizer, doc, log)
-        return 0
-    unknown_prefix = sorted(set(args.prefix) - set(tokenizer.chars))
-    if unknown_prefix:
-        raise DataError(f"--prefix {args.prefix!r} has characters the model does not know: "
-                        f"{''.join(unknown_prefix)}")
-    if len(args.prefix) >= gpt.block_size:
-        raise DataError(f"--prefix is {len(args.prefix)} characters; it must be shorter than block_size "
-                        f"{gpt.block_size}")
-    for option, value in (("--save", args.save), ("--log", args.log)):
-        if value:
-            check_writable(value, option)
+
+def train_run(r):
+    """Train from r.step to the last step, watched by a Monitor; then the summary, the loss curve and
+    the final save. Returns None when training finished, 130 when Ctrl-C stopped it (after saving).
+    Raises DataError (after saving the last good state) if the loss stops being finite."""
+    settings, console = r.settings, r.console
 
     def save(step_done):
-        save_checkpoint(args.save, gpt, tokenizer, optimizer, rng, step_done, settings, metrics)
+        save_checkpoint(settings["save"], r.gpt, r.tokenizer, r.optimizer, r.rng, step_done, settings, r.metrics)
 
-    if not args.load:
-        steps = settings["steps"]
-        if args.print_every is None:
-            args.print_every = 1 if console.tty or steps <= 1000 else max(1, steps // 100)
-        eval_docs = val_docs[:args.eval_docs] if args.eval_docs else val_docs
-        evaluate_val = (lambda: evaluate(gpt, tokenizer, eval_docs)[0]) if eval_docs else None
-        monitor = Monitor(console, args, settings, evaluate_val, save, metrics, step)
+    eval_docs = r.val_docs[:settings["eval_docs"]] if settings["eval_docs"] else r.val_docs
+    evaluate_val = (lambda: evaluate(r.gpt, r.tokenizer, eval_docs)[0]) if eval_docs else None
+    monitor = Monitor(console, settings, evaluate_val, save, r.metrics, r.step)
 
-        def on_sigint(signum, frame):
-            monitor.stop_requested = True
+    def on_sigint(signum, frame):
+        monitor.stop_requested = True                       # finish this step, then stop and save
 
-        previous_handler = signal.signal(signal.SIGINT, on_sigint)
-        try:
-            train(gpt, optimizer, tokenizer, train_docs, steps, settings["lr"], settings["warmup_steps"],
-                  settings["min_lr"], settings["batch_size"], settings["grad_clip"], step, monitor.on_step)
-        except FloatingPointError as e:
-            saved = ""
-            if args.save:
-                save(monitor.step_done)
-                saved = f"; saved the last good state (step {monitor.step_done}) to {args.save}"
-            raise DataError(f"training stopped at step {monitor.step_done + 1}: {e}{saved}; "
-                            f"try a lower --lr or --grad-clip")
-        finally:
-            signal.signal(signal.SIGINT, previous_handler)
-            monitor.close()
-        if monitor.stop_requested:
-            where = f"interrupted at step {monitor.step_done}"
-            if args.save:
-                save(monitor.step_done)
-                console.line(f"{where}: saved {args.save}; continue with --resume {args.save}")
-            else:
-                console.line(f"{where}: nothing saved (give --save PATH to keep a run)")
-            return 130
-        trained = monitor.step_done - step
-        if trained:
-            seconds = monitor.training_seconds()
-            console.line(f"trained {trained} steps in {format_seconds(seconds)} "
-                         f"({1000 * seconds / trained:.1f} ms/step; evaluation took "
-                         f"{format_seconds(monitor.eval_seconds)})")
-        for line in loss_curve(metrics):
-            log(line)
-        if args.save:
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        train(r.gpt, r.optimizer, r.tokenizer, r.train_docs, settings["steps"], settings["lr"],
+              settings["warmup_steps"], settings["min_lr"], settings["batch_size"], settings["grad_clip"],
+              r.step, monitor.on_step)
+    except FloatingPointError as e:
+        saved = ""
+        if settings["save"]:
             save(monitor.step_done)
-            log(f"saved {args.save} (sample from it later with --load {args.save})")
+            saved = f"; saved the last good state (step {monitor.step_done}) to {settings['save']}"
+        raise DataError(f"training stopped at step {monitor.step_done + 1}: {e}{saved}; "
+                        f"try a lower --lr or --grad-clip")
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        monitor.close()
+    if monitor.stop_requested:
+        where = f"interrupted at step {monitor.step_done}"
+        if settings["save"]:
+            save(monitor.step_done)
+            console.line(f"{where}: saved {settings['save']}; continue with --resume {settings['save']}")
+        else:
+            console.line(f"{where}: nothing saved (give --save PATH to keep a run)")
+        return 130
+    if monitor.step_done:
+        console.line(monitor.summary())
+    for line in loss_curve(r.metrics):
+        r.log(line)
+    if settings["save"]:
+        save(monitor.step_done)
+        r.log(f"saved {settings['save']} (sample from it later with --load {settings['save']})")
+    return None
 
-    samples = [sample(gpt, tokenizer, rng, args.temperature, args.top_k, args.prefix)
-               for _ in range(args.samples)]
-    for i, text in enumerate(samples):
-        log(f"sample {i + 1:2d}: {text}")
-    if samples:
-        known = set(train_docs)
-        log(f"new: {sum(text not in known for text in samples)} of {len(samples)} samples are not "
-            f"training documents")
+
+def sample_run(r):
+    """Print settings["samples"] new documents, then how many of them are not training documents."""
+    s = r.settings
+    known, new = set(r.train_docs), 0
+    for i in range(s["samples"]):
+        text = sample(r.gpt, r.tokenizer, r.rng, s["temperature"], s["top_k"], s["prefix"])
+        r.log(f"sample {i + 1:2d}: {text}")
+        new += text not in known                            # a validation name counts as new: never trained on
+    if s["samples"]:
+        r.log(f"new: {new} of {s['samples']} samples are not training documents")
+
+
+def run(args, log=print):
+    """The whole program for parsed options. Returns the exit status; raises DataError for bad input."""
+    r = prepare(args, log)
+    print_header(r)
+    if args.explain is not None:
+        explain(r.gpt, r.tokenizer, args.explain or r.train_docs[0], log)
+        return 0
+    if not args.load:
+        status = train_run(r)
+        if status is not None:
+            return status
+    sample_run(r)
     return 0
 
 
