@@ -745,6 +745,11 @@ def evaluate(gpt, tokenizer, docs):
     return loss_sum / n_tokens, n_tokens
 
 
+def perplexity(loss):
+    """exp(loss): the number of equally likely tokens that would be as uncertain; inf past float's range."""
+    return math.exp(loss) if loss < 709.0 else math.inf
+
+
 # ---- checkpoints: JSON data (never pickle), written atomically, checked whole before use
 
 def temporary_path(path):
@@ -982,7 +987,7 @@ class Monitor:
     def write_eval_row(self, row):
         step, train_loss, val_loss, _ = row
         if self.csv and val_loss is not None:
-            self.csv.writerow(["eval", step, "", "", "", "", "", train_loss, val_loss, math.exp(val_loss)])
+            self.csv.writerow(["eval", step, "", "", "", "", "", train_loss, val_loss, perplexity(val_loss)])
 
     def close(self):
         if self.log_file:
@@ -1028,7 +1033,7 @@ class Monitor:
         t0 = time.perf_counter()
         if self.evaluate_val:
             val_loss = self.evaluate_val()
-            text += f" | val loss {val_loss:.4f} | val perplexity {math.exp(val_loss):.2f}"
+            text += f" | val loss {val_loss:.4f} | val perplexity {perplexity(val_loss):.2f}"
         seconds = time.perf_counter() - t0
         self.eval_seconds += seconds
         row = [self.step_done, train_loss, val_loss, seconds]

@@ -47,8 +47,11 @@ class TestDeterminism(TempDirTestCase, unittest.TestCase):
         first, second = without_times(run_lines(*args)), without_times(run_lines(*args))
         self.assertEqual(first, second)
         self.assertEqual(len(LOSS.findall("\n".join(first))), 15)
-        other = run_lines(*args[:-4], "--seed", 8, "--n-embd", 8)
-        self.assertNotEqual(first, other)
+        # Like with like: another seed, times blanked the same way, changes the losses and the names.
+        other = without_times(run_lines(*args[:-4], "--seed", 8, "--n-embd", 8))
+        self.assertNotEqual(LOSS.findall("\n".join(first)), LOSS.findall("\n".join(other)))
+        samples = lambda lines: [line for line in lines if line.startswith("sample")]
+        self.assertNotEqual(samples(first), samples(other))
 
 
 class TestCommandLine(TempDirTestCase, unittest.TestCase):
@@ -63,7 +66,7 @@ class TestCommandLine(TempDirTestCase, unittest.TestCase):
         self.assertIn("cut: 4,764 documents", out)     # names of 8+ letters lose their final BOS target
         losses = [float(x) for x in LOSS.findall(out)]
         self.assertEqual(len(losses), 3)
-        self.assertLess(abs(losses[0] - 3.3), 0.3)
+        self.assertEqual(losses[0], 3.4206)         # seed 42, the first document; the README quotes it
         self.assertRegex(out, r"step    3 /    3 \| loss \d\.\d{4} \| lr 0\.00250 \| \d+\.\d s left\n")
         self.assertEqual(len(re.findall(r"^sample +\d+: [a-z]*$", out, re.M)), 4)
 
