@@ -158,9 +158,7 @@ class TestQuotedNumbers(unittest.TestCase):
         self.assertIn("a-z plus BOS: 27 tokens", text)
         self.assertEqual(len(gpt.params), 4064)
         self.assertIn("= 4,064 numbers with the defaults", text)
-        self.assertEqual(27 * 16 + 8 * 16 + 27 * 16 + 4 * 256 + 1024 + 1024, 4064)
-        self.assertEqual(f"{math.log(27):.2f}", "3.30")
-        self.assertIn("ln 27 = 3.30 for", text)
+        self.assertIn(f"ln 27 = {math.log(27):.2f} for", text)
         self.assertIn("'emma' -> [BOS, 4, 12, 12, 0, BOS]", text)
         self.assertEqual(tokenizer.encode("emma")[1:-1], [4, 12, 12, 0])
 
