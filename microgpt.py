@@ -19,6 +19,7 @@ nothing the model computes. Run `python3 microgpt.py --help` for the options.
 """
 import argparse
 import csv
+import gc
 import json
 import math
 import operator
@@ -133,41 +134,45 @@ class Tokenizer:
 class Value:
     """One float in a computation graph, with the gradient of the final loss with respect to it.
 
-    `_children` are the Values it was computed from, `_local_grads` the partial derivative of this
-    Value with respect to each child (same length). backward() combines them with the chain rule.
+    A Value computed from others keeps them in groups, pairs (children, local_grads) of equal length: the
+    Values it was computed from and its partial derivative with respect to each. a * b has one group,
+    ((a, b), (b.data, a.data)); a dot product w . x has two, (w, x's floats) and (x, w's floats), the
+    lists it already holds. A parameter has none. backward() combines them with the chain rule.
     """
-    __slots__ = ("data", "grad", "_children", "_local_grads")
+    __slots__ = ("data", "grad", "_groups")
     grad_enabled = True     # False inside `with no_grad():`
+    tape = None             # inside `with Tape() as tape:`, the list that every new computed Value joins
 
-    def __init__(self, data, children=(), local_grads=()):
+    def __init__(self, data, *groups):
         self.data = data                    # the float this Value holds
         self.grad = 0.0                     # d loss / d self, filled in by backward(); 0 until then
         if not Value.grad_enabled:          # remember nothing: no graph, nothing kept alive
-            children = local_grads = ()
-        self._children = children           # the Values self was computed from (none for a parameter)
-        self._local_grads = local_grads     # d self / d child, one float per child
+            groups = ()
+        elif groups and Value.tape is not None:
+            Value.tape.append(self)         # made after its children: the tape is a topological order
+        self._groups = groups               # ((children, d self / d each child), ...); () for a parameter
 
     # The primitive operations. Each line is a micrograd lesson: the value, then d(out)/d(each input).
     def __add__(self, other):                       # d(a+b)/da = 1, d(a+b)/db = 1
         other = other if isinstance(other, Value) else Value(other)
-        return Value(self.data + other.data, (self, other), (1.0, 1.0))
+        return Value(self.data + other.data, ((self, other), (1.0, 1.0)))
 
     def __mul__(self, other):                       # d(ab)/da = b, d(ab)/db = a
         other = other if isinstance(other, Value) else Value(other)
-        return Value(self.data * other.data, (self, other), (other.data, self.data))
+        return Value(self.data * other.data, ((self, other), (other.data, self.data)))
 
     def __pow__(self, n):                           # d(a^n)/da = n a^(n-1), n a plain number
-        return Value(self.data ** n, (self,), (n * self.data ** (n - 1),))
+        return Value(self.data ** n, ((self,), (n * self.data ** (n - 1),)))
 
     def exp(self):                                  # d(e^a)/da = e^a
         e = math.exp(self.data)
-        return Value(e, (self,), (e,))
+        return Value(e, ((self,), (e,)))
 
     def log(self):                                  # d(ln a)/da = 1/a
-        return Value(math.log(self.data), (self,), (1.0 / self.data,))
+        return Value(math.log(self.data), ((self,), (1.0 / self.data,)))
 
     def relu(self):                                 # 1 where a > 0, else 0
-        return Value(max(0.0, self.data), (self,), (float(self.data > 0),))
+        return Value(max(0.0, self.data), ((self,), (float(self.data > 0),)))
 
     # Everything else is made of the above: a - b = a + (-1)b, a / b = a * b^-1.
     def __neg__(self): return self * -1.0
@@ -181,29 +186,27 @@ class Value:
     def __repr__(self):
         return f"Value(data={self.data}, grad={self.grad})"
 
-    def backward(self):
+    def backward(self, order=None):
         """Fill in .grad of every Value this one depends on: d(self)/d(node), added to what is there.
 
-        Walks the graph once in reverse topological order (a node after everything computed from it)
-        with an explicit stack, never recursion, so a chain of 100,000 nodes is fine. Leaves (parameters
-        and constants) have nothing to pass on and are left out of the order; their parents add to them.
+        `order` is a topological order of the graph (a node after everything computed from it); a Tape
+        passes its record. Without one, it is found by depth-first search with an explicit stack, never
+        recursion, so a chain of 100,000 nodes is fine. Leaves (parameters and constants) have nothing to
+        pass on and are left out of the order; their parents add to them.
         """
-        # Depth-first search for a topological order: a node goes into `order` only after all of its
-        # children have. Each stack entry is (node, children_done); a node is pushed twice, once to
-        # expand its children and once, beneath them, to be emitted after them.
-        order, visited, stack = [], set(), [(self, False)]
-        while stack:
-            node, children_done = stack.pop()
-            if children_done:
-                order.append(node)          # everything node was computed from is already in order
-                continue
-            if node in visited:
-                continue                    # reached again by another path: already expanded
-            visited.add(node)
-            stack.append((node, True))
-            for child in node._children:
-                if child._children and child not in visited:
-                    stack.append((child, False))
+        if order is None:
+            # Each stack entry is (node, children_done); a node is pushed twice, once to expand its
+            # children and once, beneath them, to be emitted after them.
+            order, visited, stack = [], set(), [(self, False)]
+            while stack:
+                node, children_done = stack.pop()
+                if children_done:
+                    order.append(node)      # everything node was computed from is already in order
+                elif node not in visited:   # (reached again by another path: already expanded)
+                    visited.add(node)
+                    stack.append((node, True))
+                    for children, _ in node._groups:
+                        stack.extend((child, False) for child in children if child._groups)
         # The chain rule, from the output back: d self/d child = sum over parents of
         # d self/d parent * d parent/d child. Walking `order` backwards, every parent of a node is done
         # before the node itself, so node.grad is complete when it is passed on. `+=` sums the paths, and
@@ -214,8 +217,35 @@ class Value:
             node_grad = node.grad                   # final: every node computed from node is done
             if node_grad == 0.0:                    # nothing to pass on (say, behind a ReLU that was off)
                 continue
-            for child, local_grad in zip(node._children, node._local_grads):
-                child.grad += local_grad * node_grad     # chain rule, summed over every path
+            for children, local_grads in node._groups:
+                for child, local_grad in zip(children, local_grads):
+                    child.grad += local_grad * node_grad     # chain rule, summed over every path
+
+
+class Tape:
+    """`with Tape() as tape:` records every Value computed inside the block in the order it is made, and
+    tape.backward(loss) runs backward() along that record: a Value is made after the Values it comes
+    from, so the order of making is already topological and the search (as costly as the chain rule
+    itself) is skipped. Rules, each tested: only Values made inside the block are recorded, and those
+    made before it (the parameters) are leaves to it; backward(loss) needs loss on the tape and consumes
+    the record, so a second call raises; nodes loss does not depend on get zero gradient; a record never
+    back-propagated is freed with its tape, as nothing global keeps it; tapes do not nest.
+    """
+
+    def __enter__(self):
+        if Value.tape is not None:
+            raise RuntimeError("a Tape is already recording; tapes do not nest")
+        self.nodes = Value.tape = []
+        return self
+
+    def __exit__(self, *exc_info): Value.tape = None
+
+    def backward(self, loss):
+        if not any(node is loss for node in reversed(self.nodes)):
+            raise RuntimeError("tape.backward(loss): loss is not on this tape (made outside the `with` "
+                               "block, under no_grad(), or already back-propagated)")
+        nodes, self.nodes = self.nodes, []          # once: the record is consumed
+        loss.backward(nodes)
 
 
 class no_grad:
@@ -246,29 +276,28 @@ class no_grad:
 def dot(a, b):
     """sum_i a_i * b_i over two equal-length lists of Values -> one Value with 2n children.
 
-    d/da_i = b_i and d/db_i = a_i: each side's local gradients are the other side's values.
+    d/da_i = b_i and d/db_i = a_i: each side's local gradients are the other side's values, so the node
+    keeps two groups, (a, b's floats) and (b, a's floats).
     """
     a_data, b_data = [x.data for x in a], [x.data for x in b]                  # n floats each
-    return Value(sum(map(operator.mul, a_data, b_data)), a + b, b_data + a_data)
+    return Value(sum(map(operator.mul, a_data, b_data)), (a, b_data), (b, a_data))
 
 
 def total(xs):
     """sum_i x_i over a list of Values -> one Value; d/dx_i = 1 for every child."""
-    return Value(sum(x.data for x in xs), tuple(xs), [1.0] * len(xs))
+    return Value(sum(x.data for x in xs), (xs, [1.0] * len(xs)))
 
 
-def linear(x, w):
-    """Matrix-vector product: x (n_in Values), w (n_out rows of n_in Values) -> n_out Values.
+def linear(x, w, w_data):
+    """Matrix-vector product: x (n_in Values), w (n_out rows of n_in Values) -> n_out Values. w_data is w
+    as plain floats (GPT.weights), read once per document rather than once per position.
 
-    Output i is dot(w[i], x), one node with the row and x as children: d/dw_ij = x_j, d/dx_j = w_ij.
-    Written out rather than calling dot() so that x's floats are read once, not once per row.
+    Output i is the dot product of row i and x, one node with two groups: the row with x's floats
+    (d/dw_ij = x_j) and x with the row's floats (d/dx_j = w_ij), lists shared by every output.
     """
     x_data = [xi.data for xi in x]                          # n_in floats, shared by every row
-    out = []
-    for row in w:                                           # one output per row: n_out in all
-        row_data = [wij.data for wij in row]                # n_in floats
-        out.append(Value(sum(map(operator.mul, row_data, x_data)), row + x, x_data + row_data))
-    return out
+    return [Value(sum(map(operator.mul, row_data, x_data)), (row, x_data), (x, row_data))
+            for row, row_data in zip(w, w_data)]            # one output per row: n_out in all
 
 
 def softmax_data(zs, temperature=1.0):
@@ -288,9 +317,8 @@ def softmax(logits, temperature=1.0):
     p_i = exp(z_i / T) / sum_j exp(z_j / T), and dp_i/dz_j = p_i * ([i == j] - p_j) / T.
     """
     probs = softmax_data([z.data for z in logits], temperature)       # n floats summing to 1
-    logits = tuple(logits)                                            # every p_i depends on every z_j
-    return [Value(p_i, logits, [p_i * ((i == j) - p_j) / temperature for j, p_j in enumerate(probs)])
-            for i, p_i in enumerate(probs)]
+    return [Value(p_i, (logits, [p_i * ((i == j) - p_j) / temperature for j, p_j in enumerate(probs)]))
+            for i, p_i in enumerate(probs)]                           # every p_i depends on every z_j
 
 
 def rmsnorm(x):
@@ -304,7 +332,7 @@ def rmsnorm(x):
     n = len(x)
     x_data = [xi.data for xi in x]
     s = (sum(v * v for v in x_data) / n + 1e-5) ** -0.5     # 1 / rms(x); 1e-5 guards against 0
-    scale = Value(s, tuple(x), [-s * s * s * v / n for v in x_data])
+    scale = Value(s, (x, [-s * s * s * v / n for v in x_data]))
     return [xi * scale for xi in x]                         # n Values with mean(x_i^2) = 1
 
 
@@ -347,13 +375,19 @@ class GPT:
         # = 4,064 numbers with the defaults. The optimizer and checkpoints walk this list.
         self.params = [p for mat in self.state_dict.values() for row in mat for p in row]
 
-    def __call__(self, token_id, pos_id, keys, values):
+    def weights(self):
+        """Every matrix as plain floats, {name: rows}; they change only in Adam's step, so can be shared."""
+        return {name: [[p.data for p in row] for row in mat] for name, mat in self.state_dict.items()}
+
+    def __call__(self, token_id, pos_id, keys, values, weights=None):
         """Logits for the token after `token_id` at position `pos_id`: a list of vocab_size Values.
 
         keys[i] and values[i] hold layer i's key and value vectors (n_embd Values each) of positions
         0..pos_id-1; this call appends position pos_id's, so attention sees exactly the past and present.
+        weights is self.weights(), read once by a caller that runs many positions (else read here).
         """
-        sd = self.state_dict
+        sd, w = self.state_dict, weights or self.weights()
+        project = lambda x, name: linear(x, sd[name], w[name])     # x times the matrix `name`: a row each
         # What the token is plus where it is: x, n_embd Values, the residual stream of this position.
         x = [t + p for t, p in zip(sd["wte"][token_id], sd["wpe"][pos_id])]
         x = rmsnorm(x)                                      # x: n_embd, rms 1
@@ -363,14 +397,14 @@ class GPT:
             # only has to learn a correction and the gradient has a direct path back to the input.
             x_residual = x                                  # n_embd, kept to add back below
             x = rmsnorm(x)
-            q = linear(x, sd[f"layer{i}.attn_wq"])          # query, n_embd: what this position looks for
+            q = project(x, f"layer{i}.attn_wq")             # query, n_embd: what this position looks for
             # The KV list: this position's key (what it offers to be found by) and value (what it hands
             # over) join those of the positions before it. Positions to come are not in the list yet, so
             # attention cannot see the future: the causal mask is implicit, nothing needs masking. A
             # tensor framework computes all positions at once and masks the future out; here positions
             # are walked one by one and the list grows, which is why training and sampling share gpt().
-            keys[i].append(linear(x, sd[f"layer{i}.attn_wk"]))        # keys[i]: pos_id + 1 lists of n_embd
-            values[i].append(linear(x, sd[f"layer{i}.attn_wv"]))      # values[i]: the same shape
+            keys[i].append(project(x, f"layer{i}.attn_wk"))           # keys[i]: pos_id + 1 lists of n_embd
+            values[i].append(project(x, f"layer{i}.attn_wv"))         # values[i]: the same shape
             x_attn = []                                     # the heads' outputs, concatenated: n_embd
             for h in range(self.n_head):                    # each head attends on its own slice of head_dim
                 lo, hi = h * self.head_dim, (h + 1) * self.head_dim
@@ -382,16 +416,16 @@ class GPT:
                 attn_weights = softmax(attn_logits, temperature=math.sqrt(self.head_dim))
                 # the head's output: the weighted mix of the values, head_dim Values
                 x_attn += [dot(attn_weights, [v[j] for v in values[i]]) for j in range(lo, hi)]
-            x = linear(x_attn, sd[f"layer{i}.attn_wo"])     # mix the heads: n_embd
+            x = project(x_attn, f"layer{i}.attn_wo")        # mix the heads: n_embd
             x = [a + b for a, b in zip(x, x_residual)]      # residual: x + attention(x)
             # MLP: the same small network at every position, 4x wider in the middle, ReLU between.
             x_residual = x
             x = rmsnorm(x)
-            x = [h.relu() for h in linear(x, sd[f"layer{i}.mlp_fc1"])]   # 4 * n_embd, negatives -> 0
-            x = linear(x, sd[f"layer{i}.mlp_fc2"])                      # back to n_embd
+            x = [h.relu() for h in project(x, f"layer{i}.mlp_fc1")]     # 4 * n_embd, negatives -> 0
+            x = project(x, f"layer{i}.mlp_fc2")                         # back to n_embd
             x = [a + b for a, b in zip(x, x_residual)]      # residual: x + mlp(x)
         # One score per vocabulary entry for the next token: vocab_size logits, one distribution's worth.
-        return linear(x, sd["lm_head"])
+        return project(x, "lm_head")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -415,8 +449,7 @@ def cross_entropy(logits, target_id):
     max_z = max(zs)
     log_sum_exp = max_z + math.log(sum(math.exp(z - max_z) for z in zs))
     # The gradient says: push every logit down by the probability it got, and the target's up by 1.
-    return Value(log_sum_exp - zs[target_id], tuple(logits),
-                 [p - (j == target_id) for j, p in enumerate(probs)])
+    return Value(log_sum_exp - zs[target_id], (logits, [p - (j == target_id) for j, p in enumerate(probs)]))
 
 
 def document_losses(gpt, tokens):
@@ -435,13 +468,14 @@ def document_losses(gpt, tokens):
     n = min(gpt.block_size, len(tokens) - 1)
     # Fresh KV lists: one list of keys and one of values per layer, empty before position 0.
     keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]
+    weights = gpt.weights()                                 # the weights as floats, once for all n positions
     losses = []
     for pos_id in range(n):
         # The next-token shift: input tokens[t], target tokens[t + 1]. This is teacher forcing: the
         # model always reads the real previous token, never its own guess, so every position of the
         # document is a training example from one pass.
         token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
-        logits = gpt(token_id, pos_id, keys, values)        # vocab_size logits: one distribution
+        logits = gpt(token_id, pos_id, keys, values, weights)   # vocab_size logits: one distribution
         losses.append(cross_entropy(logits, target_id))     # how surprised, in nats
     return losses                                           # n Values
 
@@ -534,22 +568,31 @@ def train_step(gpt, optimizer, batch, lr, grad_clip=None):
     # than one of short names, and the step size would depend on document length and batch size.
     n_tokens = sum(min(gpt.block_size, len(tokens) - 1) for tokens in batch)
     loss = 0.0
-    for tokens in batch:
-        # Gradient accumulation: one document's graph at a time, so memory holds one graph, not the
-        # batch's; backward() adds into p.grad, and dividing each document's sum by the batch's token
-        # count makes the total exactly the gradient of the batch mean. One update follows, below.
-        doc_loss = total(document_losses(gpt, tokens)) / n_tokens
-        doc_loss.backward()
-        loss += doc_loss.data
-    norm = grad_norm(optimizer.params)                      # how big this step's gradient is, all in all
-    if not (math.isfinite(loss) and math.isfinite(norm)):
-        for p in optimizer.params:
-            p.grad = 0.0
-        raise FloatingPointError(f"loss {loss}, gradient norm {norm}")
-    if grad_clip is not None and norm > grad_clip:          # a rare huge gradient is cut to size
-        for p in optimizer.params:
-            p.grad *= grad_clip / norm
-    optimizer.step(lr)                                      # update, then grads reset to 0
+    # The cyclic garbage collector is paused (10-20% faster): a node refers only to the Values it was made
+    # from, so the graph has no cycle and reference counting frees it; the collector would find nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for tokens in batch:
+            # Gradient accumulation: one document's graph at a time, so memory holds one graph, not the
+            # batch's; backward adds into p.grad, and dividing each document's sum by the batch's token
+            # count makes the total exactly the gradient of the batch mean. One update follows, below.
+            with Tape() as tape:                            # forward, recording each node as it is made
+                doc_loss = total(document_losses(gpt, tokens)) / n_tokens
+            tape.backward(doc_loss)                         # backward along the record, newest first
+            loss += doc_loss.data
+        norm = grad_norm(optimizer.params)                  # how big this step's gradient is, all in all
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            for p in optimizer.params:
+                p.grad = 0.0
+            raise FloatingPointError(f"loss {loss}, gradient norm {norm}")
+        if grad_clip is not None and norm > grad_clip:      # a rare huge gradient is cut to size
+            for p in optimizer.params:
+                p.grad *= grad_clip / norm
+        optimizer.step(lr)                                  # update, then grads reset to 0
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return loss, norm
 
 
@@ -589,9 +632,10 @@ def sample(gpt, tokenizer, rng, temperature=0.5, top_k=None, prefix=""):
     """
     keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]   # empty KV lists
     token_ids = [tokenizer.BOS] + [tokenizer.ids[ch] for ch in prefix]  # BOS says: a document starts
+    weights = gpt.weights()                                 # read once for every position
     with no_grad():                                         # no gradient needed, so no graph is built
         for pos_id in range(gpt.block_size):
-            logits = gpt(token_ids[pos_id], pos_id, keys, values)        # vocab_size logits
+            logits = gpt(token_ids[pos_id], pos_id, keys, values, weights)   # vocab_size logits
             if pos_id + 1 < len(token_ids):
                 continue                                    # still reading the prefix: next token given
             zs = [z.data for z in logits]

@@ -1,14 +1,20 @@
-"""Time microgpt's training step against the atomic reference (tests/atomic_reference.py).
+"""Time microgpt's training step against the classic scalar engines of bench/classic.py.
 
-For each configuration both engines start from the same parameters and train on the same documents,
-one step each in turn (so a noisy neighbour slows both alike). Printed per engine: the median ms per
-training step (forward, backward and Adam update), graph nodes and edges of one step on the first
-document (every Value the step creates, parameters excluded; an edge is one child link), and the peak
-memory tracemalloc sees during that step. The ratio column is reference time / microgpt time, from this run.
+For each configuration every engine starts from the same parameters and trains on the same documents, one
+step each in turn (forward, backward and Adam's update), so a noisy neighbour slows all of them alike.
+Before each timed step the cyclic garbage collector clears what the previous step left (untimed): the
+classic engines leave their graphs to it (a reference cycle holds each one), and without this whichever
+engine happened to trigger a collection would pay for another's garbage. It flatters the classic engines,
+whose collection is not timed, and so keeps the ratios honest. Printed per engine: the median ms per step;
+the nodes and edges of one step's graph on the first document (every Value the step creates, parameters
+excluded; an edge is one child link); the peak memory tracemalloc sees during that step. The ratio column
+is engine time / microgpt time (and memory), from this run. Under PyPy, steps run untimed first so that
+the JIT has compiled them.
 
-Usage: python3 bench/bench.py [--configs default,classic,wide] [--rounds N]
+Usage: python3 bench/bench.py [--configs default,classic,wide] [--rounds N] [--warmup N] [--no-header]
 """
 import argparse
+import gc
 import os
 import platform
 import random
@@ -22,21 +28,21 @@ except ImportError:              # PyPy has no tracemalloc: its rows show no mem
     tracemalloc = None
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
 
 import microgpt  # noqa: E402
-import atomic_reference  # noqa: E402
+import classic  # noqa: E402
 
-# name: (n_embd, n_head, n_layer, block_size, timed steps per engine)
+# name: (n_embd, n_head, n_layer, block_size, timed steps per engine, classic engines timed)
 CONFIGS = {
-    "default": (16, 4, 1, 8, 15),
-    "classic": (16, 4, 1, 16, 15),
-    "wide": (64, 4, 4, 16, 3),
+    "default": (16, 4, 1, 8, 15, ("gist",)),
+    "classic": (16, 4, 1, 16, 15, ("gist", "micrograd")),
+    "wide": (64, 4, 4, 16, 3, ("gist",)),       # micrograd's engine would take minutes a step here
 }
 
 
 def graph_size(loss, params):
-    """(nodes, edges) of the graph behind `loss`, parameters not counted as nodes."""
+    """(nodes, edges) of microgpt's graph behind `loss`, parameters not counted as nodes."""
     params = {id(p) for p in params}
     seen, stack, nodes, edges = set(), [loss], 0, 0
     while stack:
@@ -45,8 +51,25 @@ def graph_size(loss, params):
             continue
         seen.add(id(v))
         nodes += 1
-        edges += len(v._children)
-        stack.extend(v._children)
+        for children, _ in v._groups:
+            edges += len(children)
+            stack.extend(children)
+    return nodes, edges
+
+
+def classic_graph_size(loss, params):
+    """(nodes, edges) of a classic engine's graph: the same count, over _children or micrograd's _prev."""
+    params = {id(p) for p in params}
+    seen, stack, nodes, edges = set(), [loss], 0, 0
+    while stack:
+        v = stack.pop()
+        if id(v) in seen or id(v) in params:
+            continue
+        seen.add(id(v))
+        nodes += 1
+        children = v._children if hasattr(v, "_children") else v._prev
+        edges += len(children)
+        stack.extend(children)
     return nodes, edges
 
 
@@ -54,6 +77,7 @@ def peak_memory(step):
     """Peak bytes allocated while `step()` runs, as tracemalloc counts them (None without tracemalloc)."""
     if tracemalloc is None:
         return None
+    gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     step()
@@ -62,45 +86,60 @@ def peak_memory(step):
     return peak
 
 
-def bench_config(name, docs, tokenizer, rounds=None):
-    n_embd, n_head, n_layer, block_size, default_rounds = CONFIGS[name]
-    rounds = rounds or default_rounds
-    engines = {}
-    for engine, loss_fn in (("microgpt", microgpt.document_loss), ("atomic", atomic_reference.document_loss)):
-        gpt = microgpt.GPT(tokenizer.vocab_size, n_embd, n_head, n_layer, block_size, random.Random(1))
-        engines[engine] = (gpt, microgpt.Adam(gpt.params), loss_fn)
+def classic_step(model, optimizer, tokens):
+    """classic.train_step, returning the loss Value: its graph is still whole, to be counted."""
+    loss = classic.document_loss(model, tokens)
+    loss.backward()
+    optimizer.step(0.01)
+    return loss
 
-    def step(engine, tokens):
-        gpt, adam, loss_fn = engines[engine]
-        loss = loss_fn(gpt, tokens)
-        loss.backward()
-        adam.step(0.01)
-        return loss
 
-    times = {engine: [] for engine in engines}
-    for i in range(rounds):
-        tokens = tokenizer.encode(docs[i])
-        for engine in engines:               # alternate: one step each on the same document
+def engines_for(name, tokenizer):
+    """{engine: (params, train step on tokens, graph size)} for configuration `name`. A step returns the
+    loss Value if its graph can be counted after the step (the classic engines), else None."""
+    n_embd, n_head, n_layer, block_size, _, baselines = CONFIGS[name]
+    gpt = microgpt.GPT(tokenizer.vocab_size, n_embd, n_head, n_layer, block_size, random.Random(1))
+    adam = microgpt.Adam(gpt.params)
+    engines = {"microgpt": (gpt.params, lambda tokens: microgpt.train_step(gpt, adam, [tokens], 0.01) and None,
+                            lambda tokens: graph_size(microgpt.document_loss(gpt, tokens), gpt.params))}
+    for engine in baselines:
+        model = classic.ClassicGPT.from_microgpt(gpt, classic.ENGINES[engine])
+        optimizer = classic.Adam(model.params)
+        engines[engine] = (model.params, lambda tokens, m=model, o=optimizer: classic_step(m, o, tokens),
+                           lambda loss, m=model: classic_graph_size(loss, m.params))
+    return engines
+
+
+def bench_config(name, docs, tokenizer, rounds=None, warmup=0):
+    """Rows {engine: (median ms, nodes, edges, peak bytes)} and the parameter count of one configuration."""
+    rounds = rounds or CONFIGS[name][4]
+    engines = engines_for(name, tokenizer)
+    times, sizes = {engine: [] for engine in engines}, {}
+    first = tokenizer.encode(docs[0])                    # graph size and memory: the same document everywhere
+    for i in range(warmup + rounds):
+        tokens = tokenizer.encode(docs[(i - warmup) % len(docs)])
+        for engine, (_, step, size) in engines.items():  # alternate: one step each on the same document
+            gc.collect()
             t0 = time.perf_counter()
-            step(engine, tokens)
-            times[engine].append(time.perf_counter() - t0)
-    tokens = tokenizer.encode(docs[0])           # graph size and memory: the same document everywhere
+            loss = step(tokens)
+            if i >= warmup:
+                times[engine].append(time.perf_counter() - t0)
+            if i == warmup:                              # docs[0]: count this step's graph, after the timing
+                sizes[engine] = size(loss) if loss is not None else size(first)
+            del loss
     rows = {}
-    for engine, (gpt, _, loss_fn) in engines.items():
-        loss = loss_fn(gpt, tokens)
-        nodes, edges = graph_size(loss, gpt.params)
-        for p in gpt.params:
+    for engine, (params, step, size) in engines.items():
+        for p in params:
             p.grad = 0.0
-        del loss
-        memory = peak_memory(lambda: step(engine, tokens))
-        rows[engine] = (statistics.median(times[engine]) * 1000, nodes, edges, memory)
-    return rows, len(engines["microgpt"][0].params)
+        rows[engine] = (statistics.median(times[engine]) * 1000, *sizes[engine], peak_memory(lambda: step(first)))
+    return rows, len(engines["microgpt"][0])
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", default="default,classic,wide")
     ap.add_argument("--rounds", type=int, default=None, help="timed steps per engine (default: per config)")
+    ap.add_argument("--warmup", type=int, default=0, help="untimed steps per engine first (for a JIT)")
     ap.add_argument("--no-header", action="store_true", help="print the rows only (for a second Python)")
     args = ap.parse_args()
     docs = microgpt.load_docs(os.path.join(ROOT, "names.txt"))
@@ -108,21 +147,21 @@ def main():
     tokenizer = microgpt.Tokenizer.from_docs(docs)
     impl = f"{platform.python_implementation()} {platform.python_version()}"
     if not args.no_header:
-        print(f"timed: {', '.join(args.configs.split(','))}, each engine the same documents in turn; nodes, edges "
+        print(f"each engine one training step per document in turn, the same documents; medians. Nodes, edges "
               f"and peak memory: one step on {docs[0]!r}")
-        print(f"{'python':<14} {'config':<8} {'params':>7} | {'engine':<8} {'ms/step':>9} {'nodes':>9} "
-              f"{'edges':>10} {'peak MB':>8} | atomic / microgpt")
+        print(f"{'python':<14} {'config':<8} {'params':>7} | {'engine':<9} {'ms/step':>9} {'nodes':>9} "
+              f"{'edges':>10} {'peak MB':>8} | engine / microgpt")
     for name in args.configs.split(","):
-        rows, n_params = bench_config(name, docs, tokenizer, args.rounds)
-        ratio = rows["atomic"][0] / rows["microgpt"][0]
+        rows, n_params = bench_config(name, docs, tokenizer, args.rounds, args.warmup)
+        base_ms, _, _, base_memory = rows["microgpt"]
         for engine, (ms, nodes, edges, memory) in rows.items():
             tail = ""
-            if engine == "atomic":
-                tail = f"{ratio:5.1f}x time"
+            if engine != "microgpt":
+                tail = f"{ms / base_ms:5.1f}x time"
                 if memory is not None:
-                    tail += f", {memory / rows['microgpt'][3]:.1f}x memory"
+                    tail += f", {memory / base_memory:.1f}x memory"
             memory = "n/a" if memory is None else f"{memory / 1e6:.2f}"
-            print(f"{impl:<14} {name:<8} {n_params:>7,} | {engine:<8} {ms:>9.2f} {nodes:>9,} {edges:>10,} "
+            print(f"{impl:<14} {name:<8} {n_params:>7,} | {engine:<9} {ms:>9.2f} {nodes:>9,} {edges:>10,} "
                   f"{memory:>8} | {tail}", flush=True)
 
 

@@ -1,28 +1,134 @@
-"""The classic scalar engine: the baseline `make bench` holds microgpt against.
+"""The classic scalar engines: the baselines `make bench` holds microgpt against.
 
-This is the autograd engine and GPT a learner would otherwise run, written the textbook way (micrograd's
-Value, as Karpathy's microgpt gist writes it): every operation is a node with at most two children, a dot
-product is a chain of `*` and `+`, a softmax is separate `exp`, sum and `/` nodes, and backward() finds
-its order with a recursive depth-first search. It shares no code with microgpt.py's engine: its own Value,
-its own backward, its own model functions and its own Adam. Of the classic styles it is the faster one
-(`__slots__`, local derivatives stored on the node rather than a `_backward` closure per node), so the
-ratio `make bench` prints is not flattered by a slow baseline.
+This is the autograd engine and GPT a learner would otherwise run, written the textbook way: every
+operation is a node with at most two children, a dot product is a chain of `*` and `+`, a softmax is
+separate `exp`, sum and `/` nodes, and backward() finds its order with a recursive depth-first search.
+It shares no code with microgpt.py: its own Value classes, backward, model functions and Adam.
 
-It reads its weights from plain lists of floats, so tests and the bench can start it from exactly
-microgpt's parameters (`ClassicGPT.from_microgpt`) and compare losses and gradients.
+Two Values, both classic:
+- MicrogradValue, micrograd's design: a `_backward` closure per node that knows its local derivatives,
+  the children in a `_prev` set, an `_op` label. Every node is in a reference cycle (the closure refers
+  to the node that holds it), so only the cyclic garbage collector frees a graph.
+- GistValue, the design of Karpathy's microgpt gist: `__slots__`, the children and their local
+  derivatives stored on the node, one loop in backward(). The faster of the two, about 4x, and the
+  stricter baseline. Its recursive build_topo closure refers to itself, so its graphs too wait for
+  the cyclic collector.
+
+ClassicGPT builds the same model as microgpt.GPT on either, from microgpt's weights
+(ClassicGPT.from_microgpt), so tests can compare losses and gradients and the bench can time both
+engines on the same documents.
 """
+import contextlib
 import math
 import sys
 
-# The recursive topological sort below makes one nested Python call per node on the longest path through
-# the graph. A deep model's graph is deeper than CPython's default limit of 1,000 frames, so the classic
-# engine has to raise the limit (at n_embd 64 and 4 layers it crashes without this); microgpt's backward
-# never recurses and needs no such thing.
-sys.setrecursionlimit(100_000)
 
 
-class Value:
-    """One float in the graph, its gradient, its (at most two) children and the local derivatives."""
+
+@contextlib.contextmanager
+def deep_recursion(limit=100_000):
+    """The classic recursive depth-first search makes one nested Python call per node on the longest path
+    through the graph. A deep model's graph is deeper than CPython's default limit of 1,000 frames, so the
+    classic engine has to raise the limit while it searches (at n_embd 64 and 4 layers it crashes without
+    this; raised for good, the limit would let C code such as the JSON parser overflow the stack).
+    microgpt's backward never recurses and needs no such thing."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
+class MicrogradValue:
+    """micrograd's Value: the float, its gradient, and a closure that passes the gradient on."""
+
+    def __init__(self, data, _children=(), _op=""):
+        self.data = data
+        self.grad = 0
+        self._backward = lambda: None
+        self._prev = set(_children)
+        self._op = _op
+
+    def __add__(self, other):
+        other = other if isinstance(other, MicrogradValue) else MicrogradValue(other)
+        out = MicrogradValue(self.data + other.data, (self, other), "+")
+
+        def _backward():
+            self.grad += out.grad
+            other.grad += out.grad
+        out._backward = _backward
+        return out
+
+    def __mul__(self, other):
+        other = other if isinstance(other, MicrogradValue) else MicrogradValue(other)
+        out = MicrogradValue(self.data * other.data, (self, other), "*")
+
+        def _backward():
+            self.grad += other.data * out.grad
+            other.grad += self.data * out.grad
+        out._backward = _backward
+        return out
+
+    def __pow__(self, other):
+        out = MicrogradValue(self.data ** other, (self,), f"**{other}")
+
+        def _backward():
+            self.grad += other * self.data ** (other - 1) * out.grad
+        out._backward = _backward
+        return out
+
+    def exp(self):
+        out = MicrogradValue(math.exp(self.data), (self,), "exp")
+
+        def _backward():
+            self.grad += out.data * out.grad
+        out._backward = _backward
+        return out
+
+    def log(self):
+        out = MicrogradValue(math.log(self.data), (self,), "log")
+
+        def _backward():
+            self.grad += out.grad / self.data
+        out._backward = _backward
+        return out
+
+    def relu(self):
+        out = MicrogradValue(0 if self.data < 0 else self.data, (self,), "ReLU")
+
+        def _backward():
+            self.grad += (out.data > 0) * out.grad
+        out._backward = _backward
+        return out
+
+    def __neg__(self): return self * -1
+    def __radd__(self, other): return self + other
+    def __sub__(self, other): return self + (-other)
+    def __rsub__(self, other): return other + (-self)
+    def __rmul__(self, other): return self * other
+    def __truediv__(self, other): return self * other ** -1
+    def __rtruediv__(self, other): return other * self ** -1
+
+    def backward(self):
+        topo, visited = [], set()
+
+        def build_topo(v):                      # recursive depth-first search: the classic way
+            if v not in visited:
+                visited.add(v)
+                for child in v._prev:
+                    build_topo(child)
+                topo.append(v)
+
+        with deep_recursion():
+            build_topo(self)
+        self.grad = 1
+        for v in reversed(topo):
+            v._backward()
+
+
+class GistValue:
+    """The gist's Value: the float, its gradient, its (at most two) children and the local derivatives."""
     __slots__ = ("data", "grad", "_children", "_local_grads")
 
     def __init__(self, data, children=(), local_grads=()):
@@ -32,24 +138,24 @@ class Value:
         self._local_grads = local_grads
 
     def __add__(self, other):
-        other = other if isinstance(other, Value) else Value(other)
-        return Value(self.data + other.data, (self, other), (1, 1))
+        other = other if isinstance(other, GistValue) else GistValue(other)
+        return GistValue(self.data + other.data, (self, other), (1, 1))
 
     def __mul__(self, other):
-        other = other if isinstance(other, Value) else Value(other)
-        return Value(self.data * other.data, (self, other), (other.data, self.data))
+        other = other if isinstance(other, GistValue) else GistValue(other)
+        return GistValue(self.data * other.data, (self, other), (other.data, self.data))
 
     def __pow__(self, other):
-        return Value(self.data ** other, (self,), (other * self.data ** (other - 1),))
+        return GistValue(self.data ** other, (self,), (other * self.data ** (other - 1),))
 
     def log(self):
-        return Value(math.log(self.data), (self,), (1 / self.data,))
+        return GistValue(math.log(self.data), (self,), (1 / self.data,))
 
     def exp(self):
-        return Value(math.exp(self.data), (self,), (math.exp(self.data),))
+        return GistValue(math.exp(self.data), (self,), (math.exp(self.data),))
 
     def relu(self):
-        return Value(max(0, self.data), (self,), (float(self.data > 0),))
+        return GistValue(max(0, self.data), (self,), (float(self.data > 0),))
 
     def __neg__(self): return self * -1
     def __radd__(self, other): return self + other
@@ -69,11 +175,15 @@ class Value:
                     build_topo(child)
                 topo.append(v)
 
-        build_topo(self)
+        with deep_recursion():
+            build_topo(self)
         self.grad = 1
         for v in reversed(topo):
             for child, local_grad in zip(v._children, v._local_grads):
                 child.grad += local_grad * v.grad
+
+
+ENGINES = {"micrograd": MicrogradValue, "gist": GistValue}
 
 
 def linear(x, w):
@@ -95,11 +205,11 @@ def rmsnorm(x):
 
 class ClassicGPT:
     """The same GPT as microgpt.GPT (wte, wpe, lm_head, per layer attn_wq/wk/wv/wo and mlp_fc1/fc2; RMSNorm
-    without gain, ReLU, no biases, attention scaled by sqrt(head_dim)) on the classic Value."""
+    without gain, ReLU, no biases, attention scaled by sqrt(head_dim)) on a classic Value."""
 
-    def __init__(self, weights, n_head):
-        """weights: {name: list of rows of floats}, microgpt's names and shapes."""
-        self.state_dict = {name: [[Value(x) for x in row] for row in mat] for name, mat in weights.items()}
+    def __init__(self, weights, n_head, value=GistValue):
+        """weights: {name: list of rows of floats}, microgpt's names and shapes; value: the Value class."""
+        self.state_dict = {name: [[value(x) for x in row] for row in mat] for name, mat in weights.items()}
         self.n_embd = len(weights["wte"][0])
         self.n_head, self.head_dim = n_head, self.n_embd // n_head
         self.block_size = len(weights["wpe"])
@@ -107,9 +217,10 @@ class ClassicGPT:
         self.params = [p for mat in self.state_dict.values() for row in mat for p in row]
 
     @classmethod
-    def from_microgpt(cls, gpt):
+    def from_microgpt(cls, gpt, value=GistValue):
+        """The same model as the microgpt.GPT `gpt`, its current weights copied, on the classic `value`."""
         return cls({name: [[p.data for p in row] for row in mat] for name, mat in gpt.state_dict.items()},
-                   gpt.n_head)
+                   gpt.n_head, value)
 
     def __call__(self, token_id, pos_id, keys, values):
         sd, hd = self.state_dict, self.head_dim
@@ -159,8 +270,8 @@ def document_loss(gpt, tokens):
 class Adam:
     """Adam as the classic loop writes it: one parameter at a time, microgpt's constants."""
 
-    def __init__(self, params, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8):
-        self.params, self.lr, self.beta1, self.beta2, self.eps = params, lr, beta1, beta2, eps
+    def __init__(self, params, beta1=0.85, beta2=0.99, eps=1e-8):
+        self.params, self.beta1, self.beta2, self.eps = params, beta1, beta2, eps
         self.m, self.v, self.t = [0.0] * len(params), [0.0] * len(params), 0
 
     def step(self, lr):

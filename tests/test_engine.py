@@ -91,5 +91,73 @@ class TestBackward(unittest.TestCase):
         self.assertEqual(a.grad, 12.0)
 
 
+class TestTape(unittest.TestCase):
+    """The tape's rules, each at its edge (Tape's docstring states them)."""
+
+    def test_the_tape_gives_the_gradients_backward_gives(self):
+        """Bug it guards: recording a node before its children (the order would not be topological)."""
+        def f(a, b):
+            c = a * b + a.exp()
+            return (c * c + b.log() - a / b).relu() + c ** 3
+        searched = [Value(0.7), Value(1.3)]
+        f(*searched).backward()
+        taped = [Value(0.7), Value(1.3)]
+        with microgpt.Tape() as tape:
+            out = f(*taped)
+        tape.backward(out)
+        self.assertEqual([v.grad for v in taped], [v.grad for v in searched])
+
+    def test_values_made_before_the_tape_are_leaves_to_it(self):
+        a, b = Value(2.0), Value(3.0)
+        x = a * b                                       # made before the tape: not recorded
+        with microgpt.Tape() as tape:
+            loss = x * Value(5.0)
+        tape.backward(loss)
+        self.assertEqual((x.grad, a.grad, b.grad), (5.0, 0.0, 0.0))
+
+    def test_two_graphs_on_one_tape_do_not_mix(self):
+        a, b = Value(2.0), Value(3.0)
+        with microgpt.Tape() as tape:
+            first = a * a                               # d/da = 2a = 4
+            second = a * b                              # not back-propagated: contributes nothing
+        tape.backward(first)
+        self.assertEqual((a.grad, b.grad, second.grad), (4.0, 0.0, 0.0))
+
+    def test_backward_once_and_only_for_a_loss_on_the_tape(self):
+        a = Value(2.0)
+        with microgpt.Tape() as tape:
+            loss = a * a
+        other = a * 3.0                                 # made after the block: not on the tape
+        with self.assertRaisesRegex(RuntimeError, "not on this tape"):
+            tape.backward(other)
+        tape.backward(loss)
+        with self.assertRaisesRegex(RuntimeError, "not on this tape"):
+            tape.backward(loss)                         # the record was consumed
+        self.assertEqual(a.grad, 4.0)
+
+    def test_tapes_do_not_nest_and_recording_stops_with_the_block(self):
+        with self.assertRaisesRegex(RuntimeError, "do not nest"):
+            with microgpt.Tape():
+                with microgpt.Tape():
+                    pass
+        self.assertIsNone(Value.tape)
+        with self.assertRaises(ZeroDivisionError):
+            with microgpt.Tape():
+                Value(1.0) / Value(0.0)                 # an error inside the block stops recording too
+        self.assertIsNone(Value.tape)
+        with microgpt.Tape() as tape, microgpt.no_grad():
+            Value(1.0) * Value(2.0)                     # no_grad records nothing
+        self.assertEqual(tape.nodes, [])
+
+    def test_a_chain_of_100000_nodes_on_the_tape(self):
+        x = Value(1.0)
+        with microgpt.Tape() as tape:
+            y = x
+            for _ in range(100_000):
+                y = y * 1.0 + 0.0
+        tape.backward(y)
+        self.assertEqual((len(tape.nodes), x.grad), (0, 1.0))
+
+
 if __name__ == "__main__":
     unittest.main()

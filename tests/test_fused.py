@@ -62,7 +62,8 @@ class TestEachNodeEqualsItsPrimitiveComposition(unittest.TestCase):
     def test_linear(self):
         for v in self.random_vectors(4 + 12):
             w = lambda xs: [xs[4 + 4 * i:8 + 4 * i] for i in range(3)]    # 3 rows of 4
-            self.compare(lambda xs: microgpt.linear(xs[:4], w(xs)), lambda xs: ref.linear(xs[:4], w(xs)), v)
+            floats = lambda rows: [[x.data for x in row] for row in rows]
+            self.compare(lambda xs: microgpt.linear(xs[:4], w(xs), floats(w(xs))), lambda xs: ref.linear(xs[:4], w(xs)), v)
 
     def test_softmax(self):
         for v in self.random_vectors(7):
@@ -127,6 +128,50 @@ class TestWholeModelAgainstReference(unittest.TestCase):
             self.assertLessEqual(abs(f - a), 1e-9, f"{f} vs {a}")
 
 
+class TestTapeAgainstSearch(unittest.TestCase):
+    """Training runs on a Tape; Value.backward() searches the graph. Both must give the same numbers."""
+
+    def test_loss_and_every_gradient_to_1e_12(self):
+        for gpt in (tiny_gpt(), microgpt.GPT(27, rng=random.Random(5))):
+            tokens = [gpt.vocab_size - 1, 3, 1, 4, 1, 0, 2, 2, gpt.vocab_size - 1]
+            searched = microgpt.document_loss(gpt, tokens)
+            searched.backward()
+            want = [p.grad for p in gpt.params]
+            for p in gpt.params:
+                p.grad = 0.0
+            with microgpt.Tape() as tape:
+                taped = microgpt.document_loss(gpt, tokens)
+            tape.backward(taped)
+            self.assertEqual(taped.data, searched.data)
+            assert_all_close(self, [p.grad for p in gpt.params], want, 1e-12)
+
+    def test_twenty_training_steps_to_1e_9(self):
+        docs = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia"]
+        tokenizer = microgpt.Tokenizer.from_docs(docs)
+        runs = []
+        for taped in (True, False):
+            gpt = microgpt.GPT(tokenizer.vocab_size, n_layer=2, rng=random.Random(42))
+            adam = microgpt.Adam(gpt.params)
+            losses = []
+            for i in range(20):
+                batch = [tokenizer.encode(docs[(2 * i + j) % len(docs)]) for j in range(2)]
+                lr = microgpt.lr_schedule(i, 20, 0.01)
+                if taped:
+                    losses.append(microgpt.train_step(gpt, adam, batch, lr)[0])
+                else:                                   # the same step, with the searching backward()
+                    n = sum(min(gpt.block_size, len(t) - 1) for t in batch)
+                    doc_losses = [microgpt.total(microgpt.document_losses(gpt, t)) / n for t in batch]
+                    for loss in doc_losses:
+                        loss.backward()
+                    losses.append(sum(loss.data for loss in doc_losses))
+                    adam.step(lr)
+            runs.append((losses, [p.data for p in gpt.params]))
+        (losses_a, params_a), (losses_b, params_b) = runs
+        assert_all_close(self, losses_a, losses_b, 1e-9)
+        assert_all_close(self, params_a, params_b, 1e-9)
+        self.assertLess(losses_a[-1], losses_a[0])
+
+
 class TestNoGraphKeptAlive(unittest.TestCase):
     def setUp(self):
         if tracemalloc is None and self._testMethodName != "test_no_grad_builds_no_graph":
@@ -161,6 +206,17 @@ class TestNoGraphKeptAlive(unittest.TestCase):
         growth = self.traced_growth(lambda: microgpt.train_step(gpt, adam, [tokens], 0.01), 5, 30)
         self.assertLess(growth, 20_000)          # one step's graph alone is over a megabyte
 
+    def test_a_graph_recorded_but_never_back_propagated_is_freed_with_its_tape(self):
+        tokenizer = microgpt.Tokenizer.from_docs(["annabelle"])
+        gpt = microgpt.GPT(tokenizer.vocab_size, rng=random.Random(0))
+        tokens = tokenizer.encode("annabelle")
+
+        def forgotten():
+            with microgpt.Tape():
+                microgpt.document_loss(gpt, tokens)     # recorded, then never back-propagated
+
+        self.assertLess(self.traced_growth(forgotten, 3, 20), 20_000)    # one graph is over a megabyte
+
     def test_memory_does_not_grow_while_sampling(self):
         tokenizer = microgpt.Tokenizer.from_docs(["ab", "ba"])
         gpt = microgpt.GPT(tokenizer.vocab_size, rng=random.Random(0))
@@ -172,7 +228,7 @@ class TestNoGraphKeptAlive(unittest.TestCase):
         a = Value(2.0)
         with microgpt.no_grad():
             b = microgpt.dot([a, a], [a, Value(3.0)])
-        self.assertEqual((b.data, b._children), (10.0, ()))
+        self.assertEqual((b.data, b._groups), (10.0, ()))
         self.assertTrue(Value.grad_enabled)
         c = a * a
         c.backward()

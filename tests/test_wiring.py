@@ -241,7 +241,7 @@ class TestNoGraphOutsideTraining(unittest.TestCase):
 
     def assert_no_graph(self):
         self.assertGreater(len(self.outputs), self.gpt.vocab_size)      # several positions were computed
-        self.assertEqual([z for z in self.outputs if z._children], [])  # no Value remembers its inputs
+        self.assertEqual([z for z in self.outputs if z._groups], [])    # no Value remembers its inputs
 
     def test_sampling_builds_no_graph(self):
         """Bug: the `with no_grad():` in sample() removed."""
@@ -257,7 +257,7 @@ class TestNoGraphOutsideTraining(unittest.TestCase):
     def test_training_does_build_one(self):
         """The check above can fail: the same recording sees a graph while training."""
         microgpt.document_loss(self.gpt, self.tokenizer.encode("emma"))
-        self.assertTrue(all(z._children for z in self.outputs))
+        self.assertTrue(all(z._groups for z in self.outputs))
 
 
 class TestAfterANonFiniteLoss(WiringCase):
