@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv-names
 
-.PHONY: run test names bench docs lint clean
+.PHONY: run test names bench docs lint plot clean
 
 run:
 	$(PYTHON) microgpt.py
@@ -38,3 +38,12 @@ lint:
 	.venv-lint/bin/pip install --quiet ruff
 	.venv-lint/bin/ruff check --select E,F,W --ignore E731,E741 --line-length 120 --target-version py39 .; \
 	status=$$?; rm -rf .venv-lint; exit $$status
+
+# A picture of a run from its CSV log: make plot LOG=run.csv writes run.png beside it. matplotlib lives in a
+# throwaway venv; microgpt itself never needs it.
+plot:
+	@test -n "$(LOG)" || { echo "plot: give the log: make plot LOG=run.csv" >&2; exit 2; }
+	@test -f "$(LOG)" || { echo "plot: error: $(LOG) not found; give the CSV a run wrote with --log" >&2; exit 2; }
+	python3 -m venv .venv-plot
+	.venv-plot/bin/pip install --quiet matplotlib
+	.venv-plot/bin/python tools/plot.py $(LOG); status=$$?; rm -rf .venv-plot; exit $$status

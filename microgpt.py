@@ -379,12 +379,14 @@ class GPT:
         """Every matrix as plain floats, {name: rows}; they change only in Adam's step, so can be shared."""
         return {name: [[p.data for p in row] for row in mat] for name, mat in self.state_dict.items()}
 
-    def __call__(self, token_id, pos_id, keys, values, weights=None):
+    def __call__(self, token_id, pos_id, keys, values, weights=None, attention=None):
         """Logits for the token after `token_id` at position `pos_id`: a list of vocab_size Values.
 
         keys[i] and values[i] hold layer i's key and value vectors (n_embd Values each) of positions
         0..pos_id-1; this call appends position pos_id's, so attention sees exactly the past and present.
-        weights is self.weights(), read once by a caller that runs many positions (else read here).
+        weights is self.weights(), read once by a caller that runs many positions (else read here). If
+        attention is a list, each head's attention weights (pos_id + 1 floats) are appended to it, layer
+        by layer (the trace of `--explain`).
         """
         sd, w = self.state_dict, weights or self.weights()
         project = lambda x, name: linear(x, sd[name], w[name])     # x times the matrix `name`: a row each
@@ -414,6 +416,8 @@ class GPT:
                 # scores -> weights summing to 1 over the positions; dividing by sqrt(head_dim) (a
                 # temperature) keeps the dot products' spread from growing with the head's width
                 attn_weights = softmax(attn_logits, temperature=math.sqrt(self.head_dim))
+                if attention is not None:
+                    attention.append([a.data for a in attn_weights])
                 # the head's output: the weighted mix of the values, head_dim Values
                 x_attn += [dot(attn_weights, [v[j] for v in values[i]]) for j in range(lo, hi)]
             x = project(x_attn, f"layer{i}.attn_wo")        # mix the heads: n_embd
@@ -666,8 +670,8 @@ DEFAULTS = {"seed": 42, "val_fraction": 0.1, "n_embd": 16, "n_head": 4, "n_layer
             "steps": 500, "lr": 0.01, "warmup_steps": 0, "min_lr": 0.0, "batch_size": 1, "grad_clip": None}
 # How a run is watched and sampled. A checkpoint keeps these too, so that --resume PATH alone goes on as
 # the run was going; an option given on the command line wins. print_every None: chosen at the start.
-WATCH_DEFAULTS = {"eval_every": 100, "eval_docs": 100, "print_every": None, "log": None, "save": None,
-                  "save_every": None, "samples": 20, "temperature": 0.5, "top_k": None, "prefix": ""}
+WATCH_DEFAULTS = {"eval_every": 100, "eval_docs": 100, "eval_samples": 5, "print_every": None, "log": None,
+                  "save": None, "save_every": None, "samples": 20, "temperature": 0.5, "top_k": None, "prefix": ""}
 MODEL_KEYS = ("n_embd", "n_head", "n_layer", "block_size")   # fixed by a checkpoint's parameters
 SPLIT_KEYS = ("seed", "val_fraction")                         # fixed by a checkpoint's data split
 SAMPLING_KEYS = ("samples", "temperature", "top_k", "prefix")  # what --load takes from a checkpoint
@@ -683,6 +687,7 @@ RULES = {
     "block_size": (int, lambda v: v >= 2, "at least 2"), "steps": (int, *AT_LEAST_0), "lr": (float, *ABOVE_0),
     "warmup_steps": (int, *AT_LEAST_0), "min_lr": (float, *AT_LEAST_0), "batch_size": (int, *AT_LEAST_1),
     "grad_clip": (float, *ABOVE_0), "eval_every": (int, *AT_LEAST_1), "eval_docs": (int, *AT_LEAST_0),
+    "eval_samples": (int, *AT_LEAST_0),
     "print_every": (int, *AT_LEAST_1), "log": (str, bool, "a file name"), "save": (str, bool, "a file name"),
     "save_every": (int, *AT_LEAST_1), "samples": (int, *AT_LEAST_0), "temperature": (float, *ABOVE_0),
     "top_k": (int, *AT_LEAST_1), "prefix": (str, lambda v: True, ""), "data": (str, bool, "a file name"),
@@ -933,9 +938,12 @@ def validate_checkpoint(state, path):
          "rng_state is not a state of random.Random")
     metrics = get(state, "metrics", "")
     train, evals = get(metrics, "train", "metrics.", list), get(metrics, "eval", "metrics.", list)
-    need(len(train) == step and all(numbers(row, 6) and row[0] == i + 1 and whole(row[0]) and min(row) >= 0
+    need(len(train) == step and all(type(row) is list and len(row) == 8 and numbers(row[:6], 6) and min(row[:6]) >= 0
+                                    and row[0] == i + 1 and whole(row[0]) and row[7] in (0, 1) and whole(row[7])
+                                    and (row[6] is None or (finite(row[6]) and row[6] >= 0))
                                     for i, row in enumerate(train)),
-         f"metrics.train is not {step} rows of [step, loss, lr, grad_norm, tokens_per_sec, elapsed_s]")
+         f"metrics.train is not {step} rows of [step, loss, lr, grad_norm, tokens_per_sec, elapsed_s, "
+         f"update_ratio, clipped]")
     need(all(type(row) is list and len(row) == 4 and whole(row[0]) and finite(row[1]) and finite(row[3])
              and row[3] >= 0
              and (row[2] is None or finite(row[2])) for row in evals)
@@ -948,16 +956,16 @@ def validate_checkpoint(state, path):
 
 
 def restore_checkpoint(state, gpt, optimizer, rng, resume):
-    """Put a checked checkpoint's parameters and random generator in place, and to resume, Adam's state.
-    Returns (step, metrics) to continue from: the checkpoint's when resuming, else a fresh start."""
+    """Put a checked checkpoint's parameters, random generator and Adam's state in place. Returns (step,
+    metrics) to continue from: the checkpoint's when resuming, else a fresh start."""
     for name, mat in gpt.state_dict.items():
         for row, saved_row in zip(mat, state["params"][name]):
             for p, x in zip(row, saved_row):
                 p.data = x
     rng.setstate(state["rng_state"])
+    optimizer.t, optimizer.m, optimizer.v = state["adam"]["t"], state["adam"]["m"], state["adam"]["v"]
     if not resume:
         return 0, {"train": [], "eval": []}
-    optimizer.t, optimizer.m, optimizer.v = state["adam"]["t"], state["adam"]["m"], state["adam"]["v"]
     return state["step"], state["metrics"]
 
 
@@ -988,20 +996,22 @@ class Console:
             self.status_shown = True
 
 
-CSV_COLUMNS = ["kind", "step", "loss", "lr", "grad_norm", "tokens_per_sec", "elapsed_s",
-               "train_loss", "val_loss", "val_ppl"]
+CSV_COLUMNS = ["kind", "step", "loss", "lr", "grad_norm", "tokens_per_sec", "elapsed_s", "update_ratio",
+               "clipped", "grad_clip", "train_loss", "val_loss", "val_ppl"]
 
 
 class Monitor:
-    """Watches training through train()'s on_step: prints step lines, evaluates, writes the CSV log,
-    saves periodic checkpoints and notices Ctrl-C. Metrics are kept for the checkpoint and the curve:
-    metrics["train"] rows are [step, loss, lr, grad_norm, tokens_per_sec, elapsed_s] and
-    metrics["eval"] rows are [step, train_loss, val_loss, seconds], steps counted from 1 and times in
-    seconds; a resumed run carries on with the rows of the run so far."""
+    """Watches training through train()'s on_step: prints step lines, evaluates and samples, writes the
+    CSV log, saves periodic checkpoints and notices Ctrl-C. Metrics are kept for the checkpoint and the
+    curve: metrics["train"] rows are [step, loss, lr, grad_norm, tokens_per_sec, elapsed_s, update_ratio,
+    clipped] and metrics["eval"] rows are [step, train_loss, val_loss, seconds], steps counted from 1 and
+    times in seconds; a resumed run carries on with the rows of the run so far. update_ratio, the RMS of
+    Adam's update over the RMS of the weights, is measured only when a CSV log is written (it copies
+    every weight each step) and is None otherwise; clipped is 1 if the gradient was clipped, else 0."""
 
-    def __init__(self, console, settings, evaluate_val, save, metrics, start_step):
-        self.console, self.settings = console, settings
-        self.evaluate_val, self.save, self.metrics = evaluate_val, save, metrics
+    def __init__(self, console, settings, params, evaluate_val, sample_fn, save, metrics, start_step):
+        self.console, self.settings, self.params = console, settings, params
+        self.evaluate_val, self.sample_fn, self.save, self.metrics = evaluate_val, sample_fn, save, metrics
         self.start_step = self.step_done = start_step
         self.num_steps = settings["steps"]
         self.print_every = settings["print_every"] or (
@@ -1013,7 +1023,7 @@ class Monitor:
         self.stop_requested = False
         last_eval = metrics["eval"][-1][0] if metrics["eval"] else 0     # resuming: carry the pending steps
         self.losses_since_eval = [row[1] for row in metrics["train"] if row[0] > last_eval]
-        self.csv = self.log_file = None
+        self.csv = self.log_file = self.weights_before = None
         if settings["log"]:                 # line-buffered: every row is on disk as soon as it is written
             self.log_file = open(settings["log"], "w", newline="", encoding="utf-8", buffering=1)
             self.csv = csv.writer(self.log_file)
@@ -1023,15 +1033,18 @@ class Monitor:
                 self.write_train_row(row)
                 if row[0] in evals:
                     self.write_eval_row(evals[row[0]])
+            self.weights_before = [p.data for p in params]
 
     def write_train_row(self, row):
         if self.csv:
-            self.csv.writerow(["train"] + row + ["", "", ""])
+            grad_clip = self.settings["grad_clip"]
+            self.csv.writerow(["train"] + ["" if x is None else x for x in row] +
+                              ["" if grad_clip is None else grad_clip, "", "", ""])
 
     def write_eval_row(self, row):
         step, train_loss, val_loss, _ = row
         if self.csv and val_loss is not None:
-            self.csv.writerow(["eval", step, "", "", "", "", "", train_loss, val_loss, perplexity(val_loss)])
+            self.csv.writerow(["eval", step] + [""] * 8 + [train_loss, val_loss, perplexity(val_loss)])
 
     def close(self):
         if self.log_file:
@@ -1041,12 +1054,24 @@ class Monitor:
         """Seconds spent training in this process, evaluation not counted."""
         return time.perf_counter() - self.t_start - self.eval_seconds
 
+    def update_ratio(self):
+        """RMS of the step's change to the weights over the RMS of the weights before it (None if unseen)."""
+        if self.weights_before is None:
+            return None
+        after = [p.data for p in self.params]
+        change = math.sqrt(sum((a - b) ** 2 for a, b in zip(after, self.weights_before)))
+        size = math.sqrt(sum(b * b for b in self.weights_before))
+        self.weights_before = after
+        return change / size if size else None
+
     def on_step(self, step, loss, lr, norm, batch):
         now = time.perf_counter()
         n_tokens = sum(min(self.settings["block_size"], len(tokens) - 1) for tokens in batch)
         self.step_done = step + 1
         elapsed = self.elapsed_before + self.training_seconds()
-        row = [step + 1, loss, lr, norm, n_tokens / max(now - self.t_last, 1e-9), elapsed]
+        clipped = int(self.settings["grad_clip"] is not None and norm > self.settings["grad_clip"])
+        row = [step + 1, loss, lr, norm, n_tokens / max(now - self.t_last, 1e-9), elapsed, self.update_ratio(),
+               clipped]
         self.metrics["train"].append(row)
         self.write_train_row(row)
         self.losses_since_eval.append(loss)
@@ -1067,7 +1092,9 @@ class Monitor:
         return self.stop_requested
 
     def evaluation(self):
-        """Validation loss now, beside the mean training loss since the last evaluation."""
+        """Validation loss now, beside the mean training loss since the last evaluation; then a few
+        samples, drawn from a generator seeded by the seed and the step alone, so that they change
+        nothing else the run does (the final samples come from the run's own generator)."""
         if not self.losses_since_eval:
             return
         train_loss = sum(self.losses_since_eval) / len(self.losses_since_eval)
@@ -1078,6 +1105,8 @@ class Monitor:
         if self.evaluate_val:
             val_loss = self.evaluate_val()
             text += f" | val loss {val_loss:.4f} | val perplexity {perplexity(val_loss):.2f}"
+        rng = random.Random(f"{self.settings['seed']}:{self.step_done}")
+        texts = [self.sample_fn(rng) or "''" for _ in range(self.settings["eval_samples"])]
         seconds = time.perf_counter() - t0
         self.eval_seconds += seconds
         row = [self.step_done, train_loss, val_loss, seconds]
@@ -1085,6 +1114,8 @@ class Monitor:
         self.write_eval_row(row)
         self.losses_since_eval = []
         self.console.line(text)
+        if texts:
+            self.console.line(f"  samples at step {self.step_done}: {', '.join(texts)}")
 
     def summary(self):
         """The line that closes training, for the whole run (a resumed run's earlier part included)."""
@@ -1129,23 +1160,133 @@ def loss_curve(metrics, width=64, height=10):
     return lines
 
 
-def explain(gpt, tokenizer, doc, log):
-    """Print one document's next-token table: each position's input, target and loss, and the mean
-    beside ln(vocab_size), the loss of a uniform guess."""
+# ---- looking inside: one document explained, and the gradients checked
+
+def explain_document(gpt, tokenizer, optimizer, doc, lr):
+    """What the model does with one document, as numbers: a dict with
+      "tokens": the token ids; "positions": per predicted position t, (input id, target id, p(target),
+        loss in nats, the three likeliest next tokens as (id, probability)), at most block_size of them;
+      "attention": per position, per layer and head (layer by layer), its attention weights over
+        positions 0..t (pos + 1 floats, summing to 1);
+      "step": one training step on the document, traced but not taken: {"loss": mean loss, "lr": lr,
+        "matrices": {name: (gradient norm, RMS of Adam's update / RMS of the weights)}}.
+    The model, its gradients and the optimizer are left as they were."""
     tokens = tokenizer.encode(doc)
+    keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]
+    positions, attention, weights = [], [], gpt.weights()
     with no_grad():
-        losses = [loss.data for loss in document_losses(gpt, tokens)]
-    show = lambda t: f"{'BOS' if t == tokenizer.BOS else repr(tokenizer.chars[t]):>5} ({t:2d})"
-    log(f"explain {doc!r}: tokens {tokens}; position t reads tokens[t] and predicts tokens[t+1]")
-    log("  pos |   input    |   target   | loss (nats)")
-    for t, loss in enumerate(losses):
-        log(f"{t:5d} | {show(tokens[t])} | {show(tokens[t + 1])} | {loss:.4f}")
+        for t in range(min(gpt.block_size, len(tokens) - 1)):
+            heads = []
+            logits = gpt(tokens[t], t, keys, values, weights, attention=heads)
+            probs = softmax_data([z.data for z in logits])
+            top3 = sorted(range(len(probs)), key=lambda i: -probs[i])[:3]
+            target = tokens[t + 1]
+            positions.append((tokens[t], target, probs[target], cross_entropy(logits, target).data,
+                              [(i, probs[i]) for i in top3]))
+            attention.append(heads)
+    # The traced step: backward() for the gradients, then Adam's real step on a copy of its state, undone.
+    loss = document_loss(gpt, tokens)
+    loss.backward()
+    grads = {name: [p.grad for row in mat for p in row] for name, mat in gpt.state_dict.items()}
+    before = [p.data for p in gpt.params]
+    trial = Adam(gpt.params, optimizer.beta1, optimizer.beta2, optimizer.eps)
+    trial.m, trial.v, trial.t = list(optimizer.m), list(optimizer.v), optimizer.t
+    trial.step(lr)                                          # moves the weights and resets the gradients
+    matrices, i = {}, 0
+    for name, mat in gpt.state_dict.items():
+        n = sum(len(row) for row in mat)
+        update = math.sqrt(sum((p.data - b) ** 2 for p, b in zip(gpt.params[i:i + n], before[i:i + n])) / n)
+        size = math.sqrt(sum(b * b for b in before[i:i + n]) / n)
+        matrices[name] = (math.sqrt(sum(g * g for g in grads[name])), update / size if size else math.inf)
+        i += n
+    for p, b in zip(gpt.params, before):
+        p.data = b                                          # undone: the model is as it was
+    return {"tokens": tokens, "positions": positions, "attention": attention,
+            "step": {"loss": loss.data, "lr": lr, "matrices": matrices}}
+
+
+SHADES = " .:-=+*#%@"         # the attention heatmap: weight 0-10% -> ' ', ..., 90-100% -> '@'
+
+
+def print_explanation(gpt, tokenizer, doc, x, log, note=""):
+    """Print explain_document()'s numbers `x` for `doc`: the next-token table, the attention heatmaps and
+    the traced step."""
+    name = lambda t: "BOS" if t == tokenizer.BOS else repr(tokenizer.chars[t])
+    show = lambda t: f"{name(t):>5} ({t:2d})"
+    log(f"explain {doc!r}{note}: tokens {x['tokens']}; position t reads tokens[t] and predicts tokens[t+1]")
+    log("  pos |   input    |   target   | p(target) | loss (nats) | what the model believed came next")
+    for t, (inp, target, p, loss, top3) in enumerate(x["positions"]):
+        believed = "  ".join(f"{name(i)} {q:.2f}" for i, q in top3)
+        log(f"{t:5d} | {show(inp)} | {show(target)} |   {p:.4f}  |   {loss:.4f}    | {believed}")
+    losses = [pos[3] for pos in x["positions"]]
     v = tokenizer.vocab_size
     log(f"  mean loss {sum(losses) / len(losses):.4f} over {len(losses)} positions; a uniform guess over "
         f"{v} tokens scores ln {v} = {math.log(v):.4f}")
-    if len(tokens) - 1 > len(losses):
-        left_out = len(tokens) - 1 - len(losses)
-        log(f"  cut: block_size {gpt.block_size} leaves out the last {left_out} target(s)")
+    if len(x["tokens"]) - 1 > len(losses):
+        log(f"  cut: block_size {gpt.block_size} leaves out the last {len(x['tokens']) - 1 - len(losses)} target(s)")
+    labels = [name(t).strip("'") for t in x["tokens"][:len(losses)]]
+    log(f"attention: each row is a position and where it looks, over the positions so far (shade: "
+        f"'{SHADES[1]}' 10%, '{SHADES[5]}' 50%, '{SHADES[9]}' 90%+); above the diagonal, the future: masked")
+    for layer in range(gpt.n_layer):
+        for head in range(gpt.n_head):
+            log(f"  layer {layer} head {head}  " + "".join(f"{label:>4}" for label in labels))
+            for t, label in enumerate(labels):
+                weights = x["attention"][t][layer * gpt.n_head + head]
+                cells = "".join(f"  {SHADES[min(9, int(w * 10))] * 2}" for w in weights)
+                top = max(range(len(weights)), key=weights.__getitem__)
+                log(f"  {t:2d} {label:>3} reads  {cells:<{4 * len(labels)}}  most: {labels[top]} {weights[top]:.0%}")
+    step = x["step"]
+    log(f"one training step on {doc!r}, traced (the model is left unchanged): mean loss {step['loss']:.4f}, "
+        f"learning rate {step['lr']:.5f}")
+    log("  matrix            gradient norm   update / weight (RMS, log10)")
+    for matrix, (norm, ratio) in step["matrices"].items():
+        log(f"  {matrix:<16} {norm:12.6f}   {math.log10(ratio) if ratio > 0 else -math.inf:8.2f}")
+    log("  (an update near 1e-3 of the weights, log10 -3, is the usual healthy size; far above, the learning "
+        "rate is too high for that matrix; far below, it barely learns)")
+
+
+def gradient_check(gpt, tokens, rng, h=1e-5, tolerance=1e-4, sample_size=100):
+    """Hold backward()'s gradient against central finite differences, (L(p + h) - L(p - h)) / 2h, in nats
+    per unit of the parameter, for every parameter of a matrix of up to sample_size numbers and a sample of
+    sample_size (drawn with rng) from each larger one. Returns {name: (checked, parameters, worst relative
+    error)}, relative error |analytic - numeric| / max(|analytic|, |numeric|, 1e-5).
+
+    h = 1e-5 balances the difference's two errors in float64, truncation (~h^2) and rounding (~1e-16 / h):
+    on the default model the worst absolute error is 2e-10, and the floor of 1e-5 keeps that from looking
+    large beside the smallest gradients (worst relative error 5e-6). A parameter over the tolerance is
+    checked again with h / 100, as a ReLU switched by the nudge can mislead one difference; a wrong
+    derivative stays wrong. The model is left as it was, gradients at zero."""
+    loss = document_loss(gpt, tokens)
+    loss.backward()
+
+    def numeric(p, step):
+        x = p.data
+        with no_grad():
+            p.data = x + step
+            up = document_loss(gpt, tokens).data
+            p.data = x - step
+            down = document_loss(gpt, tokens).data
+        p.data = x
+        return (up - down) / (2 * step)
+
+    def error(p, step):
+        n = numeric(p, step)
+        return abs(p.grad - n) / max(abs(p.grad), abs(n), 1e-5)
+
+    report = {}
+    for name, mat in gpt.state_dict.items():
+        params = [p for row in mat for p in row]
+        chosen = params if len(params) <= sample_size else rng.sample(params, sample_size)
+        worst = 0.0
+        for p in chosen:
+            e = error(p, h)
+            if e > tolerance:
+                e = min(e, error(p, h / 100))
+            worst = max(worst, e)
+        report[name] = (len(chosen), len(params), worst)
+    for p in gpt.params:
+        p.grad = 0.0
+    return report
 
 
 # ---- the command line
@@ -1183,13 +1324,18 @@ def parse_args(argv=None):
     g.add_argument("--eval-every", type=int, metavar="N", help="steps between evaluations (default 100)")
     g.add_argument("--eval-docs", type=int, metavar="N",
                    help="validation documents per evaluation, 0 for all (default 100)")
+    g.add_argument("--eval-samples", type=int, metavar="N",
+                   help="documents sampled at each evaluation, to watch them improve; 0 for none (default 5)")
     g.add_argument("--print-every", type=int, metavar="N",
                    help="steps between step lines (default 1 on a terminal or for runs of up to 1,000 "
                         "steps, else steps / 100)")
     g.add_argument("--log", metavar="PATH", help="write every step's metrics and every evaluation to CSV")
+    g = p.add_argument_group("looking inside a model (fresh, or with --load or --resume)")
     g.add_argument("--explain", nargs="?", const="", metavar="DOC",
-                   help="print the next-token loss table of DOC (default: the first training document) "
-                        "and exit")
+                   help="show what the model does with DOC (default: the first training document): each "
+                        "position's prediction, the attention of every head, one training step traced; then exit")
+    g.add_argument("--gradcheck", nargs="?", const="", metavar="DOC",
+                   help="check backward()'s gradients on DOC against finite differences; exit 1 if one is off")
     g = p.add_argument_group("checkpoints")
     g.add_argument("--save", metavar="PATH", help="save a checkpoint (JSON) at the end, on Ctrl-C and "
                                                   "when the loss stops being finite")
@@ -1204,6 +1350,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     checks = [
         (args.resume is not None and args.load is not None, "give --resume or --load, not both"),
+        (args.explain is not None and args.gradcheck is not None, "give --explain or --gradcheck, not both"),
         (args.load is not None and args.steps not in (None, 0),
          "--load samples from a saved model without training; use --resume PATH to train further"),
         (args.load is not None and (args.save or args.log or args.save_every),
@@ -1256,14 +1403,15 @@ def prepare(args, log):
     if unknown and args.resume:
         raise DataError(f"{settings['data']} has characters checkpoint {path} does not know "
                         f"({''.join(unknown[:10])}); train a new model on it instead of resuming")
-    for option, text in (("--explain", args.explain or ""), ("--prefix", settings["prefix"])):
+    for option, text in (("--explain", args.explain or ""), ("--gradcheck", args.gradcheck or ""),
+                         ("--prefix", settings["prefix"])):
         unknown = sorted(set(text) - set(tokenizer.chars))
         if unknown:
             raise DataError(f"{option} {text!r} has characters the model does not know: {''.join(unknown)}")
     if len(settings["prefix"]) >= settings["block_size"]:
         raise DataError(f"--prefix is {len(settings['prefix'])} characters; it must be shorter than block_size "
                         f"{settings['block_size']}")
-    training = not args.load and args.explain is None
+    training = not args.load and args.explain is None and args.gradcheck is None
     check_memory(tokenizer.vocab_size, settings, training)
     for option, key in (("--save", "save"), ("--log", "log")):
         if training and settings[key]:
@@ -1309,7 +1457,9 @@ def train_run(r):
 
     eval_docs = r.val_docs[:settings["eval_docs"]] if settings["eval_docs"] else r.val_docs
     evaluate_val = (lambda: evaluate(r.gpt, r.tokenizer, eval_docs)[0]) if eval_docs else None
-    monitor = Monitor(console, settings, evaluate_val, save, r.metrics, r.step)
+    sample_fn = lambda rng: sample(r.gpt, r.tokenizer, rng, settings["temperature"], settings["top_k"],
+                                   settings["prefix"])
+    monitor = Monitor(console, settings, r.gpt.params, evaluate_val, sample_fn, save, r.metrics, r.step)
 
     def on_sigint(signum, frame):
         monitor.stop_requested = True                       # finish this step, then stop and save
@@ -1359,13 +1509,41 @@ def sample_run(r):
         r.log(f"new: {new} of {s['samples']} samples are not training documents")
 
 
+def look_inside(r, doc):
+    """--explain DOC or --gradcheck DOC (default: the first training document). Returns the exit status:
+    0, or 1 if the gradient check fails."""
+    s, doc = r.settings, doc or r.train_docs[0]
+    if r.args.explain is not None:
+        step = r.checkpoint["step"] if r.checkpoint else 0            # the step the model would take next
+        lr = lr_schedule(step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"])
+        note = f" (model at step {step})"
+        if step >= s["steps"] or lr == 0:
+            lr, note = s["lr"], f" (model at step {step}, the end of its run: its step traced at the peak lr)"
+        print_explanation(r.gpt, r.tokenizer, doc, explain_document(r.gpt, r.tokenizer, r.optimizer, doc, lr),
+                          r.log, note)
+        return 0
+    tolerance = 1e-4
+    report = gradient_check(r.gpt, r.tokenizer.encode(doc), random.Random(s["seed"]), tolerance=tolerance)
+    r.log(f"gradcheck {doc!r}: backward() against central finite differences, (L(p+h) - L(p-h)) / 2h with "
+          f"h = 1e-5, on {len(r.gpt.params):,} parameters")
+    r.log("  matrix             checked    worst relative error")
+    for name, (checked, total_, worst) in report.items():
+        r.log(f"  {name:<16} {checked:>4} / {total_:<6} {worst:10.1e}")
+    name, (_, _, worst) = max(report.items(), key=lambda item: item[1][2])
+    if worst > tolerance:
+        r.log(f"gradcheck FAILED: {name} is off by a relative {worst:.1e}, over the tolerance {tolerance:.0e}: "
+              f"backward() and the finite differences disagree there")
+        return 1
+    r.log(f"gradcheck passed: the worst relative error is {worst:.1e} ({name}), under the tolerance {tolerance:.0e}")
+    return 0
+
+
 def run(args, log=print):
     """The whole program for parsed options. Returns the exit status; raises DataError for bad input."""
     r = prepare(args, log)
     print_header(r)
-    if args.explain is not None:
-        explain(r.gpt, r.tokenizer, args.explain or r.train_docs[0], log)
-        return 0
+    if args.explain is not None or args.gradcheck is not None:
+        return look_inside(r, args.explain if args.explain is not None else args.gradcheck)
     if not args.load:
         status = train_run(r)
         if status is not None:

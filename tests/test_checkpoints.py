@@ -296,7 +296,7 @@ texts = []
 for step in (1, 2):               # two checkpoints, as save_checkpoint writes them, one step apart
     optimizer = microgpt.Adam(gpt.params)
     optimizer.t = step
-    metrics = {{"train": [[i + 1, 1.0, 0.01, 1.0, 1.0, 1.0] for i in range(step)], "eval": []}}
+    metrics = {{"train": [[i + 1, 1.0, 0.01, 1.0, 1.0, 1.0, None, 0] for i in range(step)], "eval": []}}
     microgpt.save_checkpoint(path, gpt, tokenizer, optimizer, random.Random(0), step, settings, metrics)
     texts.append(open(path).read())
 print("ready", flush=True)

@@ -179,7 +179,7 @@ class TestQuotedNumbers(unittest.TestCase):
         args = microgpt.parse_args(["--explain", "emma"])
         status = microgpt.run(args, log=out.append)
         self.assertEqual(status, 0)
-        traced = [float(line.split("|")[-1]) for line in out if re.match(r" +\d \|", line)]
+        traced = [float(line.split("|")[4]) for line in out if re.match(r" +\d \|", line)]     # the loss column
         doc = microgpt.document_losses.__doc__
         quoted = [float(x) for x in re.findall(r"^ +\d  \S+ +\S+ +(\d\.\d{4})", doc, re.M)]
         self.assertEqual(len(quoted), 5)

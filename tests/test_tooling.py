@@ -343,9 +343,11 @@ class TestExplain(ToolTestCase):
         table = out[out.index("explain 'emma'"):].splitlines()
         rows = [r for r in table if re.match(r" +\d+ \|", r)]
         self.assertEqual(len(rows), 5)                                  # e m m a BOS: 5 predictions
-        self.assertRegex(rows[0], r"^ +0 \|   BOS \(21\) \|   'e' \( 4\) \| \d\.\d{4}$")
-        self.assertRegex(rows[4], r"^ +4 \|   'a' \( 0\) \|   BOS \(21\) \| \d\.\d{4}$")
-        losses = [float(r.split("|")[-1]) for r in rows]
+        self.assertRegex(rows[0], r"^ +0 \|   BOS \(21\) \|   'e' \( 4\) \|   0\.\d{4}  \|   \d\.\d{4}    \| ")
+        self.assertRegex(rows[4], r"^ +4 \|   'a' \( 0\) \|   BOS \(21\) \|   0\.\d{4}  \|   \d\.\d{4}    \| ")
+        losses = [float(r.split("|")[4]) for r in rows]
+        for row, loss in zip(rows, losses):                             # p(target) printed = exp(-loss)
+            self.assertAlmostEqual(float(row.split("|")[3]), math.exp(-loss), delta=1e-4)
         mean = float(re.search(r"mean loss (\d\.\d+) over 5 positions", out).group(1))
         self.assertAlmostEqual(mean, sum(losses) / 5, delta=0.0001)
         self.assertIn(f"ln 22 = {math.log(22):.4f}", out)

@@ -218,7 +218,7 @@ class TestNewCount(WiringCase):
         original = microgpt.sample
         microgpt.sample = lambda *a, **k: next(texts)
         try:
-            out = self.run_ok("--steps", 1, "--samples", 3)
+            out = self.run_ok("--steps", 1, "--samples", 3, "--eval-samples", 0)
         finally:
             microgpt.sample = original
         self.assertIn("new: 2 of 3 samples are not training documents", out)
