@@ -847,6 +847,14 @@ def check_writable(path, option):
 def save_checkpoint(path, gpt, tokenizer, optimizer, rng, step, settings, metrics):
     """Save what resuming needs to continue exactly: the configuration and settings, the vocabulary,
     every parameter, Adam's moments and step count, the step, the random generator and the metrics."""
+    params = {name: [[p.data for p in row] for row in mat] for name, mat in gpt.state_dict.items()}
+    write_checkpoint(path, tokenizer.chars, settings, step, params, (optimizer.t, optimizer.m, optimizer.v),
+                     rng.getstate(), metrics)
+
+
+def write_checkpoint(path, chars, settings, step, params, adam, rng_state, metrics):
+    """The checkpoint file from plain data: params {name: rows of floats}, adam (t, m, v) with m and v one
+    float per parameter in state_dict order. microgpt_torch.py saves through this too."""
     # The parameters alone give back the model, not the run. Resuming exactly also needs Adam's m, v
     # and t (its next steps depend on them), the step (the learning rate and which documents come
     # next), the settings that fixed the data's order and split (seed, val_fraction, data; the order is
@@ -854,13 +862,13 @@ def save_checkpoint(path, gpt, tokenizer, optimizer, rng, step, settings, metric
     # generator's state (the samples to come). JSON keeps every float exactly.
     state = {
         "format": CHECKPOINT_FORMAT,
-        "config": {"vocab_size": gpt.vocab_size, **{key: getattr(gpt, key) for key in MODEL_KEYS}},
-        "chars": tokenizer.chars,
+        "config": {"vocab_size": len(chars) + 1, **{key: settings[key] for key in MODEL_KEYS}},
+        "chars": chars,
         "settings": settings,
         "step": step,
-        "params": {name: [[p.data for p in row] for row in mat] for name, mat in gpt.state_dict.items()},
-        "adam": {"t": optimizer.t, "m": optimizer.m, "v": optimizer.v},
-        "rng_state": rng.getstate(),
+        "params": params,
+        "adam": {"t": adam[0], "m": adam[1], "v": adam[2]},
+        "rng_state": rng_state,
         "metrics": metrics,
     }
     write_atomically(path, json.dumps(state))
@@ -1007,10 +1015,11 @@ class Monitor:
     clipped] and metrics["eval"] rows are [step, train_loss, val_loss, seconds], steps counted from 1 and
     times in seconds; a resumed run carries on with the rows of the run so far. update_ratio, the RMS of
     Adam's update over the RMS of the weights, is measured only when a CSV log is written (it copies
-    every weight each step) and is None otherwise; clipped is 1 if the gradient was clipped, else 0."""
+    every weight each step) and is None otherwise; clipped is 1 if the gradient was clipped, else 0.
+    weights() gives every parameter as a flat list of floats; sample_fn(rng) one sampled document."""
 
-    def __init__(self, console, settings, params, evaluate_val, sample_fn, save, metrics, start_step):
-        self.console, self.settings, self.params = console, settings, params
+    def __init__(self, console, settings, weights, evaluate_val, sample_fn, save, metrics, start_step):
+        self.console, self.settings, self.weights = console, settings, weights
         self.evaluate_val, self.sample_fn, self.save, self.metrics = evaluate_val, sample_fn, save, metrics
         self.start_step = self.step_done = start_step
         self.num_steps = settings["steps"]
@@ -1033,7 +1042,7 @@ class Monitor:
                 self.write_train_row(row)
                 if row[0] in evals:
                     self.write_eval_row(evals[row[0]])
-            self.weights_before = [p.data for p in params]
+            self.weights_before = weights()
 
     def write_train_row(self, row):
         if self.csv:
@@ -1058,7 +1067,7 @@ class Monitor:
         """RMS of the step's change to the weights over the RMS of the weights before it (None if unseen)."""
         if self.weights_before is None:
             return None
-        after = [p.data for p in self.params]
+        after = self.weights()
         change = math.sqrt(sum((a - b) ** 2 for a, b in zip(after, self.weights_before)))
         size = math.sqrt(sum(b * b for b in self.weights_before))
         self.weights_before = after
@@ -1296,13 +1305,12 @@ class ArgumentParser(argparse.ArgumentParser):
         raise DataError(f"{message}; see --help")
 
 
-def parse_args(argv=None):
-    """Options -> argparse.Namespace. Every setting defaults to None here, meaning "not given":
-    resolve_settings() fills it in from a checkpoint or the defaults and checks it. Raises DataError for
-    an unknown option, a value of the wrong type, or options that cannot go together."""
-    p = ArgumentParser(
-        description="Train a tiny GPT on a list of names (or any text file, one document per line) "
-                    "and sample new ones.")
+def build_parser(description="Train a tiny GPT on a list of names (or any text file, one document per line) "
+                             "and sample new ones."):
+    """The command line's options (microgpt_torch.py adds its own to the same parser). Every setting
+    defaults to None, meaning "not given": resolve_settings() fills it in from a checkpoint or the
+    defaults and checks it."""
+    p = ArgumentParser(description=description)
     g = p.add_argument_group("data and model")
     g.add_argument("--data", metavar="PATH", help="UTF-8 text file, one document per line "
                                                   "(default: names.txt beside this script, or the checkpoint's)")
@@ -1347,7 +1355,13 @@ def parse_args(argv=None):
     g.add_argument("--temperature", type=float, metavar="X", help="sampling temperature > 0 (default 0.5)")
     g.add_argument("--top-k", type=int, metavar="N", help="sample only from the k most likely tokens (default: all)")
     g.add_argument("--prefix", metavar="TEXT", help="complete documents that start with this text")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None, parser=None):
+    """Options -> argparse.Namespace (build_parser(), or the given parser). Raises DataError for an unknown
+    option, a value of the wrong type, or options that cannot go together."""
+    args = (parser or build_parser()).parse_args(argv)
     checks = [
         (args.resume is not None and args.load is not None, "give --resume or --load, not both"),
         (args.explain is not None and args.gradcheck is not None, "give --explain or --gradcheck, not both"),
@@ -1389,11 +1403,9 @@ def resolve_settings(args, checkpoint, path):
     return settings
 
 
-def prepare(args, log):
-    """Everything a run starts from, all checked before any work: the checkpoint, the settings, the
-    data, the vocabulary, the model's memory, the output files. Returns a namespace with the model, its
-    optimizer and random generator (restored from the checkpoint), the split documents, the step and the
-    metrics to continue from. Raises DataError for bad input."""
+def read_inputs(args):
+    """The checked inputs of a run, before anything is built: (checkpoint or None, settings, documents,
+    tokenizer). Shared with microgpt_torch.py. Raises DataError for bad input."""
     path = args.resume or args.load
     checkpoint = load_checkpoint(path) if path else None
     settings = resolve_settings(args, checkpoint, path)
@@ -1411,11 +1423,28 @@ def prepare(args, log):
     if len(settings["prefix"]) >= settings["block_size"]:
         raise DataError(f"--prefix is {len(settings['prefix'])} characters; it must be shorter than block_size "
                         f"{settings['block_size']}")
+    return checkpoint, settings, docs, tokenizer
+
+
+def check_outputs(settings):
+    """Raise DataError now, before training, if --save or --log cannot be written."""
+    for option, key in (("--save", "save"), ("--log", "log")):
+        if settings[key]:
+            check_writable(settings[key], option)
+
+
+def prepare(args, log):
+    """Everything a run starts from, all checked before any work (read_inputs, the model's memory, the
+    output files). Returns the run: a namespace with the settings, the split documents, the tokenizer,
+    the random generator, the step and metrics to continue from, the model and its optimizer (restored
+    from the checkpoint), and what the harness below needs of the engine: train(on_step),
+    evaluate(docs) -> loss, sample(rng) -> document, weights() -> floats, save(step_done).
+    microgpt_torch.py builds the same namespace around its tensors. Raises DataError for bad input."""
+    checkpoint, settings, docs, tokenizer = read_inputs(args)
     training = not args.load and args.explain is None and args.gradcheck is None
     check_memory(tokenizer.vocab_size, settings, training)
-    for option, key in (("--save", "save"), ("--log", "log")):
-        if training and settings[key]:
-            check_writable(settings[key], option)
+    if training:
+        check_outputs(settings)
     rng = random.Random(settings["seed"])
     rng.shuffle(docs)                                       # the seed fixes the order and so the split
     train_docs, val_docs = split_docs(docs, settings["val_fraction"])
@@ -1424,51 +1453,51 @@ def prepare(args, log):
     step, metrics = 0, {"train": [], "eval": []}
     if checkpoint:
         step, metrics = restore_checkpoint(checkpoint, gpt, optimizer, rng, bool(args.resume))
-    return argparse.Namespace(args=args, log=log, console=Console(log), path=path, checkpoint=checkpoint,
-                              settings=settings,
-                              docs=docs, train_docs=train_docs, val_docs=val_docs, tokenizer=tokenizer,
-                              gpt=gpt, optimizer=optimizer, rng=rng, step=step, metrics=metrics)
+    s = settings
+    return argparse.Namespace(
+        args=args, log=log, console=Console(log), checkpoint=checkpoint, settings=settings, docs=docs,
+        train_docs=train_docs, val_docs=val_docs, tokenizer=tokenizer, rng=rng, step=step, metrics=metrics,
+        n_params=len(gpt.params), gpt=gpt, optimizer=optimizer,
+        train=lambda on_step: train(gpt, optimizer, tokenizer, train_docs, s["steps"], s["lr"], s["warmup_steps"],
+                                    s["min_lr"], s["batch_size"], s["grad_clip"], step, on_step),
+        evaluate=lambda docs: evaluate(gpt, tokenizer, docs)[0],
+        sample=lambda rng: sample(gpt, tokenizer, rng, s["temperature"], s["top_k"], s["prefix"]),
+        weights=lambda: [p.data for p in gpt.params],
+        save=lambda step_done: save_checkpoint(s["save"], gpt, tokenizer, optimizer, rng, step_done, s, metrics))
 
 
 def print_header(r):
     """What the run is about to do: data, vocabulary, model size, the loss to expect at the start."""
-    gpt, log = r.gpt, r.log
+    s, log = r.settings, r.log
     log(f"documents: {len(r.docs):,} ({len(r.train_docs):,} for training, {len(r.val_docs):,} for validation)")
     log(f"vocab_size: {r.tokenizer.vocab_size} ({len(r.tokenizer.chars)} characters + BOS)")
-    log(f"parameters: {len(gpt.params):,} (n_embd {gpt.n_embd}, n_head {gpt.n_head}, n_layer {gpt.n_layer}, "
-        f"block_size {gpt.block_size})")
+    log(f"parameters: {r.n_params:,} (n_embd {s['n_embd']}, n_head {s['n_head']}, n_layer {s['n_layer']}, "
+        f"block_size {s['block_size']})")
     log(f"loss at initialisation should be near ln(vocab_size) = {math.log(r.tokenizer.vocab_size):.4f}")
-    n_cut = sum(len(doc) + 1 > gpt.block_size for doc in r.docs)
+    n_cut = sum(len(doc) + 1 > s["block_size"] for doc in r.docs)
     if n_cut:
-        log(f"cut: {n_cut:,} documents are longer than block_size {gpt.block_size} allows "
-            f"and train on their first {gpt.block_size} positions only")
-    if r.path:
-        log(f"{'resuming' if r.args.resume else 'loaded'} {r.path} at step {r.checkpoint['step']}")
+        log(f"cut: {n_cut:,} documents are longer than block_size {s['block_size']} allows "
+            f"and train on their first {s['block_size']} positions only")
+    if r.checkpoint:
+        path = r.args.resume or r.args.load
+        log(f"{'resuming' if r.args.resume else 'loaded'} {path} at step {r.checkpoint['step']}")
 
 
 def train_run(r):
     """Train from r.step to the last step, watched by a Monitor; then the summary, the loss curve and
     the final save. Returns None when training finished, 130 when Ctrl-C stopped it (after saving).
     Raises DataError (after saving the last good state) if the loss stops being finite."""
-    settings, console = r.settings, r.console
-
-    def save(step_done):
-        save_checkpoint(settings["save"], r.gpt, r.tokenizer, r.optimizer, r.rng, step_done, settings, r.metrics)
-
+    settings, console, save = r.settings, r.console, r.save
     eval_docs = r.val_docs[:settings["eval_docs"]] if settings["eval_docs"] else r.val_docs
-    evaluate_val = (lambda: evaluate(r.gpt, r.tokenizer, eval_docs)[0]) if eval_docs else None
-    sample_fn = lambda rng: sample(r.gpt, r.tokenizer, rng, settings["temperature"], settings["top_k"],
-                                   settings["prefix"])
-    monitor = Monitor(console, settings, r.gpt.params, evaluate_val, sample_fn, save, r.metrics, r.step)
+    evaluate_val = (lambda: r.evaluate(eval_docs)) if eval_docs else None
+    monitor = Monitor(console, settings, r.weights, evaluate_val, r.sample, save, r.metrics, r.step)
 
     def on_sigint(signum, frame):
         monitor.stop_requested = True                       # finish this step, then stop and save
 
     previous_handler = signal.signal(signal.SIGINT, on_sigint)
     try:
-        train(r.gpt, r.optimizer, r.tokenizer, r.train_docs, settings["steps"], settings["lr"],
-              settings["warmup_steps"], settings["min_lr"], settings["batch_size"], settings["grad_clip"],
-              r.step, monitor.on_step)
+        r.train(monitor.on_step)
     except FloatingPointError as e:
         saved = ""
         if settings["save"]:
@@ -1499,14 +1528,14 @@ def train_run(r):
 
 def sample_run(r):
     """Print settings["samples"] new documents, then how many of them are not training documents."""
-    s = r.settings
+    n = r.settings["samples"]
     known, new = set(r.train_docs), 0
-    for i in range(s["samples"]):
-        text = sample(r.gpt, r.tokenizer, r.rng, s["temperature"], s["top_k"], s["prefix"])
+    for i in range(n):
+        text = r.sample(r.rng)
         r.log(f"sample {i + 1:2d}: {text}")
         new += text not in known                            # a validation name counts as new: never trained on
-    if s["samples"]:
-        r.log(f"new: {new} of {s['samples']} samples are not training documents")
+    if n:
+        r.log(f"new: {new} of {n} samples are not training documents")
 
 
 def look_inside(r, doc):
