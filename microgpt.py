@@ -28,7 +28,6 @@ import random
 import signal
 import stat
 import sys
-import tempfile
 import time
 
 
@@ -627,6 +626,17 @@ def train(gpt, optimizer, tokenizer, docs, num_steps, lr, warmup_steps=0, min_lr
 # as the next input, and the keys and values of the positions so far are kept in the KV lists rather
 # than recomputed. Each call of gpt() does one position's work.
 
+def next_token_probs(zs, temperature, top_k=None):
+    """The distribution a next token is drawn from: logits zs (vocab_size floats) -> probabilities."""
+    # top-k: every token outside the k most likely gets probability 0, never a rare odd pick.
+    if top_k is not None and top_k < len(zs):
+        kth_largest = sorted(zs, reverse=True)[top_k - 1]
+        zs = [z if z >= kth_largest else -math.inf for z in zs]
+    # Temperature divides the logits: below 1 sharpens the distribution towards the likeliest tokens
+    # (safer, more common names), above 1 flattens it (more surprising ones).
+    return softmax_data(zs, temperature)
+
+
 def sample(gpt, tokenizer, rng, temperature=0.5, top_k=None, prefix=""):
     """Generate one document and return it as a string (the prefix included, BOS not).
 
@@ -642,14 +652,7 @@ def sample(gpt, tokenizer, rng, temperature=0.5, top_k=None, prefix=""):
             logits = gpt(token_ids[pos_id], pos_id, keys, values, weights)   # vocab_size logits
             if pos_id + 1 < len(token_ids):
                 continue                                    # still reading the prefix: next token given
-            zs = [z.data for z in logits]
-            # top-k: every token outside the k most likely gets probability 0, never a rare odd pick.
-            if top_k is not None and top_k < len(zs):
-                kth_largest = sorted(zs, reverse=True)[top_k - 1]
-                zs = [z if z >= kth_largest else -math.inf for z in zs]
-            # Temperature divides the logits: below 1 sharpens the distribution towards the likeliest
-            # tokens (safer, more common names), above 1 flattens it (more surprising ones).
-            probs = softmax_data(zs, temperature)
+            probs = next_token_probs([z.data for z in logits], temperature, top_k)
             token_id = rng.choices(range(gpt.vocab_size), weights=probs)[0]   # draw one token id
             if token_id == tokenizer.BOS:
                 break                                       # the model says the document ends here
@@ -658,14 +661,15 @@ def sample(gpt, tokenizer, rng, temperature=0.5, top_k=None, prefix=""):
 
 
 # ====================================================================================================
-# Tooling: settings, validation, metrics, checkpoints, the one-step trace and the command line.
+# Tooling: settings, validation, metrics, checkpoints, looking inside, and the command line.
 #
 # The algorithm ended with sampling, above. What follows serves the person running it: settings checked
 # before any work, a validation split, metrics and a loss curve, checkpoints that resume exactly, a
-# one-step trace, and the command line. None of it changes what the model computes.
+# look inside a model, and the command line. None of it changes what the model computes.
 #
-# Settings first: every option of a run, its default, and the rule its value keeps. What fixes the model, the data split and the optimisation. A checkpoint keeps them; --resume refuses
-# another model size or split, which would not be the same run.
+# Settings first: every option of a run, its default, and the rule its value keeps. What fixes the model,
+# the data split and the optimisation: a checkpoint keeps them, and --resume refuses another model size or
+# split, which would not be the same run.
 DEFAULTS = {"seed": 42, "val_fraction": 0.1, "n_embd": 16, "n_head": 4, "n_layer": 1, "block_size": 8,
             "steps": 500, "lr": 0.01, "warmup_steps": 0, "min_lr": 0.0, "batch_size": 1, "grad_clip": None}
 # How a run is watched and sampled. A checkpoint keeps these too, so that --resume PATH alone goes on as
@@ -955,7 +959,8 @@ def validate_checkpoint(state, path):
     need(all(type(row) is list and len(row) == 4 and whole(row[0]) and finite(row[1]) and finite(row[3])
              and row[3] >= 0
              and (row[2] is None or finite(row[2])) for row in evals)
-         and [row[0] for row in evals] == sorted({row[0] for row in evals}) and all(0 < row[0] <= step for row in evals),
+         and [row[0] for row in evals] == sorted({row[0] for row in evals})
+         and all(0 < row[0] <= step for row in evals),
          "metrics.eval is not rows of [step, train_loss, val_loss, seconds] in order")
     return dict(state, settings=settings, params={name: [list(map(float, row)) for row in params[name]]
                                                   for name in shapes},

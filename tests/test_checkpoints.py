@@ -49,7 +49,8 @@ class TestCtrlCThenResume(TempDirTestCase, unittest.TestCase):
             os.mkdir(os.path.join(self.tmp, folder))
 
     def files(self, folder):
-        return ["--save", os.path.join(self.tmp, folder, "run.json"), "--log", os.path.join(self.tmp, folder, "run.csv")]
+        folder = os.path.join(self.tmp, folder)
+        return ["--save", os.path.join(folder, "run.json"), "--log", os.path.join(folder, "run.csv")]
 
     def interrupt_a_real_run(self):
         """Start the run in a child process, press Ctrl-C (SIGINT) once training is under way, and return
@@ -242,7 +243,8 @@ class TestDamagedCheckpoints(TempDirTestCase, unittest.TestCase):
                     with self.subTest(field=where, damage=name, mode=mode):
                         got = self.outcome(text, mode)
                         optional = path[:1] == ("settings",) and path[1:2] and path[1] in microgpt.WATCH_DEFAULTS
-                        if name in NEVER_VALID or (name == "deleted" and not optional and path[:2] != ("metrics", "eval")):
+                        required = not optional and path[:2] != ("metrics", "eval")
+                        if name in NEVER_VALID or (name == "deleted" and required):
                             self.assertEqual(got, "error")
                     tried += 1
         self.assertGreater(tried, 3000)

@@ -63,7 +63,8 @@ class TestEachNodeEqualsItsPrimitiveComposition(unittest.TestCase):
         for v in self.random_vectors(4 + 12):
             w = lambda xs: [xs[4 + 4 * i:8 + 4 * i] for i in range(3)]    # 3 rows of 4
             floats = lambda rows: [[x.data for x in row] for row in rows]
-            self.compare(lambda xs: microgpt.linear(xs[:4], w(xs), floats(w(xs))), lambda xs: ref.linear(xs[:4], w(xs)), v)
+            self.compare(lambda xs: microgpt.linear(xs[:4], w(xs), floats(w(xs))),
+                         lambda xs: ref.linear(xs[:4], w(xs)), v)
 
     def test_softmax(self):
         for v in self.random_vectors(7):

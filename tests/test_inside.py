@@ -265,7 +265,8 @@ class TestPlot(InsideCase):
     def test_bad_logs_are_one_line_and_status_2(self):
         cases = {"missing.csv": (None, "not found"),
                  "foreign.csv": ("a,b\n1,2\n", "is not a microgpt log"),
-                 "short.csv": (",".join(microgpt.CSV_COLUMNS) + "\ntrain" + ",1" * 12 + "\n", "a plot needs at least 2"),
+                 "short.csv": (",".join(microgpt.CSV_COLUMNS) + "\ntrain" + ",1" * 12 + "\n",
+                               "a plot needs at least 2"),
                  "bad.csv": (",".join(microgpt.CSV_COLUMNS) + "\ntrain,1,x" + ",1" * 10 + "\n", "loss is 'x'")}
         for name, (text, says) in cases.items():
             with self.subTest(log=name):
