@@ -1,0 +1,128 @@
+"""traps.py: a fair comparison (its correct loop is microgpt.train, exactly) and every symptom as stated."""
+import contextlib
+import io
+import math
+import os
+import random
+import unittest
+
+from support import NAMES, ROOT, microgpt
+
+import traps
+
+FEW = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn"]
+
+
+def run_main(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = traps.main([str(a) for a in argv])
+    return status, out.getvalue(), err.getvalue()
+
+
+class TestTheCorrectLoopIsMicrogpts(unittest.TestCase):
+    def test_the_same_losses_and_weights_as_microgpt_train_exactly(self):
+        """Bug it guards: a traps.py loop that drifted from microgpt.train (then every comparison is unfair)."""
+        tokenizer = microgpt.Tokenizer.from_docs(FEW)
+        runs = []
+        for loop in ("microgpt", "traps"):
+            gpt = microgpt.GPT(tokenizer.vocab_size, n_layer=2, rng=random.Random(3))
+            if loop == "microgpt":
+                losses = microgpt.train(gpt, microgpt.Adam(gpt.params), tokenizer, FEW, 24, 0.01, batch_size=3)
+            else:
+                losses = [h[0] for h in traps.train(gpt, tokenizer, FEW, 24, 0.01, batch_size=3)]
+            runs.append((losses, [p.data for p in gpt.params]))
+        self.assertEqual(runs[0][0], runs[1][0])                   # bit for bit
+        self.assertEqual(runs[0][1], runs[1][1])
+
+    def test_the_start_is_microgpts_start(self):
+        """traps.setup and run_one begin where microgpt.py's prepare() begins: the same split and weights."""
+        start = traps.setup(NAMES, 42)
+        args = microgpt.parse_args([])
+        r = microgpt.prepare(args, lambda *a: None)
+        self.assertEqual((start[1], start[2]), (r.train_docs, r.val_docs))
+        rng = random.Random()
+        rng.setstate(start[0])
+        gpt = microgpt.GPT(start[3].vocab_size, rng=rng)
+        self.assertEqual([p.data for p in gpt.params], [p.data for p in r.gpt.params])
+
+
+class TestEverySymptomAsStated(unittest.TestCase):
+    """Every trap at its own settings (the correct runs shared, as --all shares them)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.start = traps.setup(NAMES, 42)
+        cls.vocab_size = cls.start[3].vocab_size
+        correct_runs = {}
+        cls.runs = {name: traps.run_trap(name, cls.start, 42, correct_runs) for name in traps.TRAPS}
+
+    def check(self, name):
+        correct, trapped = self.runs[name]
+        holds, text = traps.TRAPS[name]["check"](correct, trapped, self.vocab_size)
+        self.assertTrue(holds, f"{name}: {text}")
+        return correct, trapped, text
+
+    def test_unshifted_labels(self):
+        correct, trapped, text = self.check("unshifted-labels")
+        self.assertGreater(trapped["val"], math.log(self.vocab_size))          # worse than knowing nothing
+        self.assertLess(trapped["history"][-1][0], 0.2)
+
+    def test_zero_grad_early(self):
+        correct, trapped, text = self.check("zero-grad-early")
+        self.assertEqual(trapped["weights_after"], trapped["weights_before"])  # not one weight moved
+        self.assertEqual({h[1] for h in trapped["history"]}, {0.0})
+
+    def test_never_reset(self):
+        correct, trapped, text = self.check("never-reset")
+        self.assertGreater(trapped["history"][-1][1], 50 * correct["history"][-1][1])   # the norm piles up
+
+    def test_schedule_per_document(self):
+        correct, trapped, text = self.check("schedule-per-document")
+        # the last document of the last batch is document 99 * 4 + 3: the cosine has come back to the peak
+        self.assertEqual(trapped["history"][-1][2], microgpt.lr_schedule(99 * 4 + 3, 100, traps.LR))
+        self.assertGreater(trapped["history"][-1][2], 0.99 * traps.LR)
+        self.assertEqual(correct["history"][-1][2], microgpt.lr_schedule(99, 100, traps.LR))
+
+    def test_fresh_adam(self):
+        correct, trapped, text = self.check("fresh-adam")
+        at = traps.RESUME_STEPS // 2
+        self.assertEqual(trapped["history"][:at], correct["history"][:at])   # the same run up to the resume
+        self.assertIn("A weak symptom here", text)
+
+    def test_high_lr(self):
+        correct, trapped, text = self.check("high-lr")
+        self.assertAlmostEqual(trapped["history"][0][3] / correct["history"][0][3], 20, delta=1)   # 0.2 / 0.01
+        loss_at = traps.first_crossing([h[0] for h in trapped["history"]], 1.2)
+        norm_at = traps.first_crossing([h[1] for h in trapped["history"]], 2.0)
+        self.assertIn(f"at step {loss_at}", text)                            # the order printed is the measured one
+        self.assertIn(f"at step {norm_at}" if norm_at else "at never", text)
+
+    def test_sum_not_mean(self):
+        correct, trapped, text = self.check("sum-not-mean")
+        self.assertIn("no visible effect", text)
+
+
+class TestTheTrapsAreVisible(unittest.TestCase):
+    def test_each_trap_marks_its_lines_in_the_loop(self):
+        for name in traps.TRAPS:
+            with self.subTest(trap=name):
+                correct, trapped = traps.changed_lines(name)
+                self.assertGreaterEqual(len(trapped), 1)
+                self.assertLessEqual(len(trapped), 3)                          # one or two lines (and a loop head)
+                self.assertTrue(correct)
+
+    def test_the_list_and_an_unknown_name(self):
+        status, out, err = run_main()
+        self.assertEqual(status, 0)
+        self.assertEqual([line.split()[0] for line in out.splitlines()[:-1]], list(traps.TRAPS))
+        status, out, err = run_main("no-such-trap")
+        self.assertEqual(status, 2)
+        self.assertEqual(err.strip(), f"traps: error: no trap 'no-such-trap'; the traps are: {', '.join(traps.TRAPS)}")
+        status, out, err = run_main("zero-grad-early", "--data", os.path.join(ROOT, "nope.txt"))
+        self.assertEqual(status, 2)
+        self.assertIn("not found", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
