@@ -13,7 +13,6 @@ from the same seed, the same weights and the same documents.
 
 Standard library only, like microgpt.py.
 """
-import argparse
 import inspect
 import math
 import os
@@ -302,7 +301,8 @@ def report(name, correct, trapped, vocab_size, log):
             h = run["history"][max(0, at - 20):at] or [(math.nan,) * 4]
             row.append((mean([x[0] for x in h]), h[-1][1], h[-1][2], h[-1][3]))
         (lc, nc, rc, uc), (lt, nt, rt, ut) = row
-        log(f"  {at:5d}  {lc:8.4f}   {lt:8.4f}     {nc:8.2f}  {nt:8.2f}    {rc:.5f}   {rt:.5f}     {uc:.4f}    {ut:.4f}")
+        log(f"  {at:5d}  {lc:8.4f}   {lt:8.4f}     {nc:8.2f}  {nt:8.2f}    {rc:.5f}   {rt:.5f}     "
+            f"{uc:.4f}    {ut:.4f}")
     log(f"  validation loss, 100 held-out names: {correct['val']:.4f} correct, {trapped['val']:.4f} trapped")
     log("  samples:    correct          trapped")
     for a, b in zip(correct["samples"], trapped["samples"]):
