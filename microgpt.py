@@ -1586,6 +1586,14 @@ def run(args, log=print):
     return 0
 
 
+def closed_pipe():
+    """After BrokenPipeError (the reader of our output went away, as `| head` does): send the rest of
+    stdout nowhere, so that not even Python's exit prints a traceback, and return 141, a shell's status for
+    a program its pipe stopped."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
+
+
 def main(argv=None):
     try:
         return run(parse_args(argv))
@@ -1595,6 +1603,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("microgpt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return closed_pipe()
 
 
 if __name__ == "__main__":

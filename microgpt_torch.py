@@ -314,6 +314,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("microgpt_torch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return microgpt.closed_pipe()
     if dist.is_initialized():                           # (after a failure torchrun stops the others)
         dist.barrier()                                  # leave together: rank 0 may still be saving
         dist.destroy_process_group()

@@ -337,13 +337,21 @@ def main(argv=None):
     except DataError as e:
         print(f"traps: error: {e}", file=sys.stderr)
         return 2
+    try:
+        return run(args.name, args.all, start, args.seed)
+    except BrokenPipeError:
+        return microgpt.closed_pipe()
+
+
+def run(name, all_traps, start, seed):
+    """Run trap `name` (or all of them) and print its report (and the summary). Returns 0."""
     vocab_size, correct_runs, summary = start[3].vocab_size, {}, []
-    for name in (TRAPS if args.all else [args.name]):
-        correct, trapped = run_trap(name, start, args.seed, correct_runs)
+    for name in (TRAPS if all_traps else [name]):
+        correct, trapped = run_trap(name, start, seed, correct_runs)
         holds = report(name, correct, trapped, vocab_size, print)
         summary.append((name, correct["val"], trapped["val"], holds))
         print()
-    if args.all:
+    if all_traps:
         print("summary: validation loss on 100 held-out names (nats), correct and trapped, and whether the "
               "symptom showed as stated")
         print(f"  {'trap':<22} {'correct':>8} {'trapped':>8}   symptom as stated")

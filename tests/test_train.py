@@ -77,6 +77,16 @@ class TestCommandLine(TempDirTestCase, unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("documents: 29,910", r.stdout)
 
+    def test_a_reader_that_goes_away_stops_it_quietly(self):
+        """`python3 microgpt.py | head -2`: no BrokenPipeError traceback, the shell's status 141."""
+        proc = subprocess.Popen([sys.executable, SCRIPT, "--steps", "200"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.assertTrue(proc.stdout.readline().startswith("documents:"))
+        proc.stdout.close()                         # the reader goes away
+        err = proc.stderr.read()
+        self.assertEqual(proc.wait(timeout=60), 141, err)
+        self.assertEqual(err, "")
+
     def test_help_lists_every_option(self):
         r = run_cli("--help")
         self.assertEqual(r.returncode, 0)
