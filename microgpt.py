@@ -14,7 +14,7 @@ model does is in this file. Read it top to bottom; the sections follow the data'
   8. Sampling     the trained model -> new documents, one token at a time
 
 A reader who stops at the end of section 8 has seen the whole algorithm. The tooling after it (command
-line, validation, metrics, checkpoints, the one-step trace) serves the person running it and changes
+line, validation, metrics, checkpoints, looking inside a model) serves the person running it and changes
 nothing the model computes. Run `python3 microgpt.py --help` for the options.
 """
 import argparse

@@ -1,4 +1,5 @@
 """The side-by-side reading page (tools/make_docs.py) and the numbers the annotations quote."""
+import ast
 import html.parser
 import importlib.util
 import math
@@ -19,44 +20,58 @@ spec.loader.exec_module(bench)
 RULE = re.compile(r"^# ?([-=])\1{20,}\s*$")
 
 
-class PageRows(html.parser.HTMLParser):
-    """Collects, from the page, every table row as (note text, code lines) and every section heading."""
+class Page(html.parser.HTMLParser):
+    """Reads the reading page back: every block as {note, code, first line}, the section headings, every id,
+    every link of the navigation, and the text of the measured figures."""
 
     def __init__(self):
         super().__init__()
-        self.rows, self.headings, self.tags = [], [], []
-        self.cell = None
+        self.blocks, self.headings, self.ids, self.nav_links, self.figures = [], [], set(), [], {}
+        self.where, self.depth, self.in_nav = None, [], False
 
     def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
         attrs = dict(attrs)
-        if tag == "tr":
-            self.rows.append({"note": "", "code": ""})
-        elif tag == "td":
-            self.cell = "note" if attrs.get("class") == "note" else None
-        elif tag == "pre":
-            self.cell = "code"
-        elif tag in ("h2", "summary"):
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        css = attrs.get("class", "")
+        if tag == "nav":
+            self.in_nav = True
+        if tag == "a" and self.in_nav:
+            self.nav_links.append(attrs["href"])
+        if tag == "div" and css == "block":
+            self.blocks.append({"note": "", "code": ""})
+        elif tag == "div" and css in ("note", "code"):
+            self.where = css
+        elif tag == "span" and css in ("ln", "marker"):
+            self.where = "skip"
+        elif tag in ("h2", "summary") and not self.in_nav:
             self.headings.append("")
-            self.cell = "heading"
-        elif tag == "span" and attrs.get("class") == "ln":
-            self.cell = "line number"
+            self.where = "heading"
+        elif tag == "figure":
+            self.figures[attrs["id"]] = ""
+            self.where = "figure"
+        elif tag == "p" and self.where == "note" and self.blocks:
+            self.blocks[-1]["note"] += " "
 
     def handle_endtag(self, tag):
-        if tag == "p" and self.cell == "note":
-            self.rows[-1]["note"] += " "                    # paragraphs are separate sentences
-        if tag == "span" and self.cell == "line number":
-            self.cell = "code"
-        elif tag in ("td", "pre", "h2", "summary"):
-            self.cell = None
+        if tag == "nav":
+            self.in_nav = False
+        if tag == "span" and self.where == "skip":
+            self.where = "code"
+        elif tag in ("h2", "summary") and self.where == "heading":
+            self.where = None
+        elif tag == "figure":
+            self.where = None
+        elif tag in ("td", "th") and self.where == "figure":
+            self.figures[list(self.figures)[-1]] += " | "
 
     def handle_data(self, data):
-        if self.cell == "heading":
+        if self.where == "heading":
             self.headings[-1] += data
-        elif self.cell == "note":
-            self.rows[-1]["note"] += data
-        elif self.cell == "code":
-            self.rows[-1]["code"] += data
+        elif self.where in ("note", "code"):
+            self.blocks[-1][self.where] += data
+        elif self.where == "figure":
+            self.figures[list(self.figures)[-1]] += data
 
 
 def normalise(text):
@@ -72,24 +87,68 @@ def is_comment(line):
     return line.strip().startswith("#") and not line.startswith("#!")
 
 
+def docstrings():
+    """{line of the def or class: (qualified name, docstring, its line span)}, and the module docstring's
+    span; found here with ast, independently of make_docs."""
+    tree = ast.parse("\n".join(source_lines()))
+    found = {}
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.ClassDef)):
+                doc = ast.get_docstring(child)
+                found[child.lineno] = (prefix + child.name, doc,
+                                       (child.body[0].lineno, child.body[0].end_lineno) if doc else None,
+                                       "cls" if isinstance(child, ast.ClassDef) else "fn")
+                visit(child, prefix + child.name + ".")
+
+    visit(tree, "")
+    return found, (tree.body[0].lineno, tree.body[0].end_lineno)
+
+
 class TestReadingPage(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        with open(SCRIPT, encoding="utf-8") as f:
-            cls.page = make_docs.render(f.read())
-        parser = PageRows()
-        parser.feed(cls.page)
-        cls.rows, cls.headings = parser.rows, parser.headings
+        with open(SCRIPT, encoding="utf-8") as f, open(os.path.join(ROOT, "README.md"), encoding="utf-8") as g:
+            cls.source, cls.readme = f.read(), g.read()
+        cls.facts = make_docs.measure(microgpt)
+        cls.page = make_docs.render(cls.source, cls.readme, cls.facts)
+        cls.parsed = Page()
+        cls.parsed.feed(cls.page)
+        cls.blocks = cls.parsed.blocks
 
     def test_every_code_line_appears_once_and_in_order(self):
-        on_page = [line for row in self.rows for line in row["code"].split("\n") if line.strip()]
-        in_file = [line for line in source_lines() if line.strip() and not is_comment(line)]
+        defs, module = docstrings()
+        in_docstring = {n for _, doc, span, _ in defs.values() if doc for n in range(span[0], span[1] + 1)}
+        in_docstring |= set(range(module[0], module[1] + 1))
+        on_page = [line for block in self.blocks for line in block["code"].split("\n") if line.strip()]
+        in_file = [line for n, line in enumerate(source_lines(), start=1)
+                   if line.strip() and not is_comment(line) and n not in in_docstring]
         self.assertEqual(len(on_page), len(in_file))
         self.assertEqual(on_page, in_file)
 
+    def test_every_docstring_sits_in_the_prose_beside_its_code(self):
+        """The block whose code holds the def line has the docstring in its prose: its name as the label,
+        and its words (of five letters or more, which typesetting leaves alone) in order."""
+        defs, _ = docstrings()
+        lines = source_lines()
+        checked = 0
+        for n, (name, doc, _, _) in defs.items():
+            if not doc:
+                continue
+            block = next(b for b in self.blocks if lines[n - 1] in b["code"].split("\n"))
+            note = block["note"]
+            self.assertIn(name, note, f"{name}: not beside line {n}")
+            words, found = re.findall(r"[A-Za-z]{5,}", doc), iter(re.findall(r"[A-Za-z]{5,}", note))
+            self.assertTrue(all(word in found for word in words), f"{name}: its docstring is not all in the prose")
+            checked += 1
+        self.assertGreater(checked, 60)
+        module = microgpt.__doc__.split("\n")[0]
+        self.assertIn(normalise(module), normalise(self.blocks[0]["note"]))
+
     def test_every_annotation_sits_beside_the_code_that_follows_it(self):
         lines = source_lines()
-        headings, checked, i = [], 0, 0
+        checked, i = 0, 0
         while i < len(lines):
             if not is_comment(lines[i]):
                 i += 1
@@ -99,31 +158,82 @@ class TestReadingPage(unittest.TestCase):
                 i += 1
             run = lines[start:i]
             if RULE.match(run[0].strip()):
-                headings.append(make_docs.comment_text(run[1]))
                 run = run[2:]                               # the rule and the heading are not the note
-            text = normalise(" ".join(make_docs.comment_text(line) for line in run)).replace("`", "")
+            text = " ".join(make_docs.comment_text(line) for line in run)
+            text = normalise(html.unescape(re.sub(r"<[^>]+>", "", make_docs.typeset(text))))
             if not text:
                 continue
             following = next(line for line in lines[i:] if line.strip())
-            matches = [row for row in self.rows if normalise(row["note"]) == text]
+            matches = [b for b in self.blocks if text in normalise(b["note"])]
             self.assertEqual(len(matches), 1, f"annotation at line {start + 1}: {text[:60]}")
             self.assertEqual(matches[0]["code"].split("\n")[0], following, f"annotation at line {start + 1}")
             checked += 1
-        self.assertGreaterEqual(checked, 40)                 # 43 annotation blocks when written
-        self.assertEqual(self.headings, ["Preamble"] + headings)
+        self.assertGreaterEqual(checked, 40)
 
-    def test_sections_in_order_with_the_tooling_folded_away(self):
-        titles = [h.split(":")[0] for h in self.headings]
+    def test_sections_in_order_the_tooling_folded_and_every_definition_anchored(self):
+        titles = [h.split(":")[0] for h in self.parsed.headings]
         self.assertEqual(titles, ["Preamble", "1. Dataset", "2. Tokenizer", "3. Autograd", "4. Model", "5. Loss",
                                   "6. Optimizer", "7. Training", "8. Sampling", "Tooling"])
-        self.assertRegex(self.page, r'<details id="s9"><summary>Tooling')
-        for n in range(10):
-            self.assertIn(f'<a href="#s{n}">', self.page)
+        self.assertRegex(self.page, r'<details id="sec-tooling"><summary>Tooling')
+        for n in range(1, 9):
+            self.assertIn(f"sec-{n}", self.parsed.ids)
+        defs, _ = docstrings()
+        for name, _, _, kind in defs.values():
+            self.assertIn(f"{kind}-{name}", self.parsed.ids)
+        self.assertIn("fn-softmax", self.parsed.ids)
+
+    def test_every_concept_of_the_readme_links_to_an_anchor_on_the_page(self):
+        """One source: the navigation's concept map is the README's table, row for row."""
+        rows = [line for line in self.readme[self.readme.index("### Where each idea is explained"):
+                                             self.readme.index("## Playing with it")].splitlines()
+                if line.startswith("| ") and "---" not in line][1:]
+        concept_links = [h for h in self.parsed.nav_links if not h.startswith("#sec-")]
+        self.assertGreaterEqual(len(self.parsed.nav_links), len(rows) + 10)
+        for href in self.parsed.nav_links:
+            self.assertTrue(href.startswith("#") and href[1:] in self.parsed.ids, f"{href} leads nowhere")
+        self.assertIn("#fn-Value.backward", concept_links)
+        nav = self.page[self.page.index("<nav>"):self.page.index("</nav>")]
+        self.assertEqual(nav.count("<tr><td>"), len(rows))
+
+    def test_the_numbers_on_the_page_equal_a_fresh_computation(self):
+        """Computed here directly with microgpt, not with make_docs."""
+        docs = microgpt.load_docs(NAMES)
+        rng = random.Random(42)
+        rng.shuffle(docs)
+        tokenizer = microgpt.Tokenizer.from_docs(docs)
+        gpt = microgpt.GPT(tokenizer.vocab_size, rng=rng)
+        losses = [x.data for x in microgpt.document_losses(gpt, tokenizer.encode("emma"))]
+        figure = self.parsed.figures["fig-explain"]
+        rows = re.findall(r"(\d) \| (\S+) \| (\S+) \| (\d\.\d{4}) \| (\d\.\d{4}) \|", figure)
+        self.assertEqual(len(rows), 5)
+        self.assertEqual([float(r[4]) for r in rows], [round(x, 4) for x in losses])
+        self.assertEqual([float(r[3]) for r in rows], [round(math.exp(-x), 4) for x in losses])
+        self.assertEqual([(r[1], r[2]) for r in rows], [("BOS", "e"), ("e", "m"), ("m", "m"), ("m", "a"), ("a", "BOS")])
+        self.assertIn(f"mean loss {sum(losses) / 5:.4f} over 5 positions", figure)
+        nodes, edges = bench.graph_size(microgpt.document_loss(gpt, tokenizer.encode(docs[0])), gpt.params)
+        self.assertIn(f"one training step on {docs[0]}", self.parsed.figures["fig-graph"])
+        self.assertIn(f"{nodes:,} nodes and {edges:,} edges", self.parsed.figures["fig-graph"])
+        self.assertEqual((nodes, edges), (1878, 37882))
+
+    def test_formulas_are_typeset(self):
+        """Worked out by hand: what the docstrings' formulas become on the page."""
+        cases = {"d/da_i = b_i": "∂/∂a<sub>i</sub> = b<sub>i</sub>",
+                 "dp_i/dz_j = p_i * ([i == j] - p_j) / T": "∂p<sub>i</sub>/∂z<sub>j</sub> = p<sub>i</sub> · ([i == j] "
+                                                          "- p<sub>j</sub>) / T",
+                 "s = (mean_j x_j^2 + 1e-5)^-1/2": "s = (mean<sub>j</sub> x<sub>j</sub><sup>2</sup> + 1e-5)<sup>-1/2"
+                                                   "</sup>",
+                 "sum_i a_i * b_i -> one": "Σ<sub>i</sub> a<sub>i</sub> · b<sub>i</sub> → one",
+                 "cos(pi * step) and sqrt(v)": "cos(π · step) and √(v)",
+                 "the `n_embd` and block_size": "the <code>n_embd</code> and block_size"}
+        for text, want in cases.items():
+            self.assertEqual(make_docs.typeset(text), want)
 
     def test_self_contained(self):
         self.assertNotIn("<script", self.page)
         self.assertNotRegex(self.page, r'(src|href)="(https?:)?//')
         self.assertIn("<style>", self.page)
+        self.assertIn("@media print", self.page)
+        self.assertIn("@media (max-width: 820px)", self.page)
 
 
 class TestConceptsMap(unittest.TestCase):
