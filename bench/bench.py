@@ -41,8 +41,16 @@ CONFIGS = {
 }
 
 
+def children_of(v):
+    """The Values `v` was computed from, in any of the engines: microgpt's groups, the gist's _children,
+    micrograd's _prev."""
+    if hasattr(v, "_groups"):
+        return [child for children, _ in v._groups for child in children]
+    return v._children if hasattr(v, "_children") else v._prev
+
+
 def graph_size(loss, params):
-    """(nodes, edges) of microgpt's graph behind `loss`, parameters not counted as nodes."""
+    """(nodes, edges) of the graph behind `loss`, parameters not counted as nodes; an edge is a child link."""
     params = {id(p) for p in params}
     seen, stack, nodes, edges = set(), [loss], 0, 0
     while stack:
@@ -51,23 +59,7 @@ def graph_size(loss, params):
             continue
         seen.add(id(v))
         nodes += 1
-        for children, _ in v._groups:
-            edges += len(children)
-            stack.extend(children)
-    return nodes, edges
-
-
-def classic_graph_size(loss, params):
-    """(nodes, edges) of a classic engine's graph: the same count, over _children or micrograd's _prev."""
-    params = {id(p) for p in params}
-    seen, stack, nodes, edges = set(), [loss], 0, 0
-    while stack:
-        v = stack.pop()
-        if id(v) in seen or id(v) in params:
-            continue
-        seen.add(id(v))
-        nodes += 1
-        children = v._children if hasattr(v, "_children") else v._prev
+        children = children_of(v)
         edges += len(children)
         stack.extend(children)
     return nodes, edges
@@ -106,7 +98,7 @@ def engines_for(name, tokenizer):
         model = classic.ClassicGPT.from_microgpt(gpt, classic.ENGINES[engine])
         optimizer = classic.Adam(model.params)
         engines[engine] = (model.params, lambda tokens, m=model, o=optimizer: classic_step(m, o, tokens),
-                           lambda loss, m=model: classic_graph_size(loss, m.params))
+                           lambda loss, m=model: graph_size(loss, m.params))
     return engines
 
 

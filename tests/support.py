@@ -1,4 +1,6 @@
-"""Shared helpers for the tests: the import path, small data files and a subprocess runner."""
+"""Shared helpers for the tests: the import path, small data files, and runs in this process or another."""
+import contextlib
+import io
 import math
 import os
 import subprocess
@@ -21,6 +23,14 @@ def write_file(folder, name, text, encoding="utf-8"):
     with open(path, "wb") as f:
         f.write(text if isinstance(text, bytes) else text.encode(encoding))
     return path
+
+
+def run_main(*argv, main=None):
+    """`main` (microgpt.main by default) in this process on argv -> (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = (main or microgpt.main)([str(a) for a in argv])
+    return status, out.getvalue(), err.getvalue()
 
 
 def run_cli(*args, timeout=120):

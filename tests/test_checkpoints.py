@@ -1,7 +1,5 @@
 """Checkpoints as a user meets them: a real Ctrl-C and a resume that continues the run line for line, a
 checkpoint damaged in every way a file can be, and a save killed at random moments."""
-import contextlib
-import io
 import json
 import math
 import os
@@ -14,20 +12,12 @@ import threading
 import time
 import unittest
 
-from support import ROOT, SCRIPT, TempDirTestCase, microgpt, write_file
+from support import ROOT, SCRIPT, TempDirTestCase, microgpt, run_main, write_file
 
 NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
          "abigail", "emily", "ella", "elizabeth", "camila", "luna", "sofia", "avery", "mila", "aria",
          "scarlett", "penelope", "layla", "chloe", "victoria", "madison", "eleanor", "grace", "nora", "riley"]
 TIMES = re.compile(r"\d+\.\d (s|min)( left)?|\d+\.\d ms/step")
-
-
-def run_main(*argv):
-    """microgpt.main() in this process -> (status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = microgpt.main([str(a) for a in argv])
-    return status, out.getvalue(), err.getvalue()
 
 
 def read_csv_without_times(path):

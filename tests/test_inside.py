@@ -11,7 +11,7 @@ import re
 import unittest
 
 import atomic_reference as ref
-from support import ROOT, TempDirTestCase, microgpt, write_file
+from support import ROOT, TempDirTestCase, microgpt, run_main, write_file
 
 Value = microgpt.Value
 NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
@@ -23,13 +23,6 @@ TIMES = re.compile(r"\d+\.\d (s|min)( left)?|\d+\.\d ms/step")
 spec = importlib.util.spec_from_file_location("plot", os.path.join(ROOT, "tools", "plot.py"))
 plot = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(plot)
-
-
-def run_main(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = microgpt.main([str(a) for a in argv])
-    return status, out.getvalue(), err.getvalue()
 
 
 class InsideCase(TempDirTestCase, unittest.TestCase):

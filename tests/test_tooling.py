@@ -1,8 +1,6 @@
 """The training tool around the algorithm: validation, metrics, schedule and batches, checkpoints that
 resume exactly, sampling controls, the one-step trace, custom data, and every kind of bad input."""
-import contextlib
 import csv
-import io
 import json
 import math
 import os
@@ -13,21 +11,13 @@ import sys
 import time
 import unittest
 
-from support import SCRIPT, TempDirTestCase, microgpt, write_file
+from support import SCRIPT, TempDirTestCase, microgpt, run_main, write_file
 
 Value = microgpt.Value
 NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
          "abigail", "emily", "ella", "elizabeth", "camila", "luna", "sofia", "avery", "mila", "aria",
          "scarlett", "penelope", "layla", "chloe", "victoria", "madison", "eleanor", "grace", "nora", "riley"]
 SMALL = ["--n-embd", "8", "--n-head", "2", "--eval-every", "10", "--print-every", "1"]
-
-
-def main_capture(*argv):
-    """microgpt.main() in this process -> (exit status, stdout text, stderr text)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = microgpt.main([str(a) for a in argv])
-    return status, out.getvalue(), err.getvalue()
 
 
 def losses_of(text):
@@ -44,12 +34,12 @@ class ToolTestCase(TempDirTestCase, unittest.TestCase):
         self.data = write_file(self.tmp, "names.txt", "\n".join(NAMES) + "\n")
 
     def ok(self, *argv):
-        status, out, err = main_capture("--data", self.data, *SMALL, *argv)
+        status, out, err = run_main("--data", self.data, *SMALL, *argv)
         self.assertEqual(status, 0, err)
         return out
 
     def fails(self, *argv, says, status=2):
-        got, out, err = main_capture("--data", self.data, *SMALL, *argv)
+        got, out, err = run_main("--data", self.data, *SMALL, *argv)
         self.assertEqual(got, status, out + err)
         lines = err.strip().splitlines()
         self.assertEqual(len(lines), 1, err)
@@ -246,7 +236,7 @@ class TestCheckpoints(ToolTestCase):
 
         microgpt.Monitor.on_step = on_step
         try:
-            status, out, err = main_capture("--data", self.data, *SMALL, *self.RUN, "--save", path)
+            status, out, err = run_main("--data", self.data, *SMALL, *self.RUN, "--save", path)
         finally:
             microgpt.Monitor.on_step = original
         self.assertEqual(status, 130, err)
@@ -369,7 +359,7 @@ class TestCustomData(TempDirTestCase, unittest.TestCase):
         words = ["zoë", "renée", "chloé", "agent007", "r2d2", "añejo", "façade", "über", "naïve", "crème",
                  "c3po", "jalapeño", "smörgås", "ångström", "öl", "été"]
         data = write_file(self.tmp, "words.txt", "\n".join(words * 3) + "\n")
-        status, out, err = main_capture("--data", data, "--steps", 60, "--samples", 5, "--n-embd", 8,
+        status, out, err = run_main("--data", data, "--steps", 60, "--samples", 5, "--n-embd", 8,
                                         "--n-head", 2, "--val-fraction", 0, "--lr", 0.02)
         self.assertEqual(status, 0, err)
         chars = sorted(set("".join(words)))
@@ -451,7 +441,7 @@ class TestBadInput(ToolTestCase):
 
     def test_validation_split_that_leaves_no_training_document(self):
         one = write_file(self.tmp, "one.txt", "emma\n")
-        got, out, err = main_capture("--data", one, "--val-fraction", 0.5)
+        got, out, err = run_main("--data", one, "--val-fraction", 0.5)
         self.assertEqual(got, 2)
         self.assertIn("leaves none to train on", err)
 

@@ -1,7 +1,5 @@
 """The tensor twin, microgpt_torch.py, against microgpt.py: the same numbers, the same files, the same
 update on one process or two. Skipped, with the reason, where PyTorch is not installed."""
-import contextlib
-import io
 import json
 import os
 import random
@@ -11,7 +9,7 @@ import subprocess
 import sys
 import unittest
 
-from support import ROOT, TempDirTestCase, microgpt, write_file
+from support import ROOT, TempDirTestCase, microgpt, run_main, write_file
 
 try:
     import torch
@@ -19,24 +17,11 @@ try:
 except ImportError:
     torch = twin = None
 
+run_twin = lambda *argv: run_main(*argv, main=twin.main)
 NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
          "abigail", "emily", "ella", "elizabeth", "camila", "luna", "sofia", "avery", "mila", "aria",
          "scarlett", "penelope", "layla", "chloe", "victoria", "madison", "eleanor", "grace", "nora", "riley"]
 TWIN = os.path.join(ROOT, "microgpt_torch.py")
-
-
-def run_twin(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = twin.main([str(a) for a in argv])
-    return status, out.getvalue(), err.getvalue()
-
-
-def run_microgpt(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = microgpt.main([str(a) for a in argv])
-    return status, out.getvalue(), err.getvalue()
 
 
 def close(test, got, want, tol, what=""):
@@ -91,7 +76,7 @@ class TestSameNumbers(unittest.TestCase):
         """Bug: the twin drawing its weights in another order, or from a generator of its own."""
         with __import__("tempfile").TemporaryDirectory() as tmp:
             states = []
-            for main in (run_microgpt, run_twin):
+            for main in (run_main, run_twin):
                 path = os.path.join(tmp, "init.json")
                 status, out, err = main("--steps", 0, "--samples", 0, "--n-embd", 8, "--n-head", 2, "--seed", 3,
                                         "--save", path, *(["--dtype", "float64"] if main is run_twin else []))
@@ -130,7 +115,7 @@ class TestCheckpointsBothWays(TempDirTestCase, unittest.TestCase):
             return json.load(f)
 
     def test_a_checkpoint_round_trips_through_the_twin_bit_for_bit(self):
-        run_microgpt("--data", self.data, *self.RUN, "--steps", 12, "--save", self.path("a.json"))
+        run_main("--data", self.data, *self.RUN, "--steps", 12, "--save", self.path("a.json"))
         status, out, err = run_twin("--resume", self.path("a.json"), "--dtype", "float64", "--save",
                                     self.path("b.json"))
         self.assertEqual(status, 0, err)
@@ -144,7 +129,7 @@ class TestCheckpointsBothWays(TempDirTestCase, unittest.TestCase):
         status, out, err = run_twin("--data", self.data, *self.RUN, "--steps", 15, "--dtype", "float64",
                                     "--save", self.path("t.json"))
         self.assertEqual(status, 0, err)
-        status, loaded, err = run_microgpt("--load", self.path("t.json"))
+        status, loaded, err = run_main("--load", self.path("t.json"))
         self.assertEqual(status, 0, err)
         samples = lambda text: [line for line in text.splitlines() if line.startswith("sample ")]
         self.assertEqual(len(samples(loaded)), 5)
@@ -153,11 +138,11 @@ class TestCheckpointsBothWays(TempDirTestCase, unittest.TestCase):
     def test_resume_across_the_two_continues_the_same_run(self):
         """microgpt trains 20 steps and saves; the twin and microgpt each resume for 5 more: the same losses
         and parameters, so Adam's moments and step count crossed over too."""
-        run_microgpt("--data", self.data, *self.RUN, "--steps", 20, "--save", self.path("run.json"))
+        run_main("--data", self.data, *self.RUN, "--steps", 20, "--save", self.path("run.json"))
         status, a, err = run_twin("--resume", self.path("run.json"), "--dtype", "float64", "--steps", 25,
                                   "--save", self.path("twin.json"))
         self.assertEqual(status, 0, err)
-        status, b, err = run_microgpt("--resume", self.path("run.json"), "--steps", 25, "--save", self.path("m.json"))
+        status, b, err = run_main("--resume", self.path("run.json"), "--steps", 25, "--save", self.path("m.json"))
         self.assertEqual(status, 0, err)
         losses = lambda text: [float(x) for x in re.findall(r"^step +\d+ / +\d+ \| loss (\S+)", text, re.M)]
         self.assertEqual(len(losses(a)), 5)

@@ -1,23 +1,14 @@
 """traps.py: a fair comparison (its correct loop is microgpt.train, exactly) and every symptom as stated."""
-import contextlib
-import io
 import math
 import os
 import random
 import unittest
 
-from support import NAMES, ROOT, microgpt
+from support import NAMES, ROOT, microgpt, run_main as run
 
 import traps
 
 FEW = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn"]
-
-
-def run_main(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = traps.main([str(a) for a in argv])
-    return status, out.getvalue(), err.getvalue()
 
 
 class TestTheCorrectLoopIsMicrogpts(unittest.TestCase):
@@ -113,13 +104,13 @@ class TestTheTrapsAreVisible(unittest.TestCase):
                 self.assertTrue(correct)
 
     def test_the_list_and_an_unknown_name(self):
-        status, out, err = run_main()
+        status, out, err = run(main=traps.main)
         self.assertEqual(status, 0)
         self.assertEqual([line.split()[0] for line in out.splitlines()[:-1]], list(traps.TRAPS))
-        status, out, err = run_main("no-such-trap")
+        status, out, err = run("no-such-trap", main=traps.main)
         self.assertEqual(status, 2)
         self.assertEqual(err.strip(), f"traps: error: no trap 'no-such-trap'; the traps are: {', '.join(traps.TRAPS)}")
-        status, out, err = run_main("zero-grad-early", "--data", os.path.join(ROOT, "nope.txt"))
+        status, out, err = run("zero-grad-early", "--data", os.path.join(ROOT, "nope.txt"), main=traps.main)
         self.assertEqual(status, 2)
         self.assertIn("not found", err)
 

@@ -4,7 +4,6 @@ evaluation with several layers, the "new" count, graphs under no_grad(), and the
 
 Each test names, in its docstring, the one-line bug it was checked against."""
 import contextlib
-import io
 import json
 import math
 import os
@@ -13,7 +12,7 @@ import signal
 import unittest
 
 import atomic_reference as ref
-from support import TempDirTestCase, microgpt, write_file
+from support import TempDirTestCase, microgpt, run_main, write_file
 
 NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
          "abigail", "emily", "ella", "elizabeth", "camila", "luna", "sofia", "avery", "mila", "aria",
@@ -35,14 +34,6 @@ def spy(module, name, record):
         yield
     finally:
         setattr(module, name, original)
-
-
-def run_main(*argv):
-    """microgpt.main() in this process -> (status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = microgpt.main([str(a) for a in argv])
-    return status, out.getvalue(), err.getvalue()
 
 
 def split_of(seed, val_fraction=0.1):

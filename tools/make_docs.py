@@ -266,7 +266,7 @@ def measure(microgpt):
     tokens = tokenizer.encode(docs[0])
     nodes, edges = bench.graph_size(microgpt.document_loss(gpt, tokens), gpt.params)
     model = classic.ClassicGPT.from_microgpt(gpt)
-    classic_nodes, classic_edges = bench.classic_graph_size(classic.document_loss(model, tokens), model.params)
+    classic_nodes, classic_edges = bench.graph_size(classic.document_loss(model, tokens), model.params)
     return {"explain": rows, "vocab_size": tokenizer.vocab_size, "doc": docs[0], "graph": (nodes, edges),
             "classic": (classic_nodes, classic_edges)}
 
