@@ -691,7 +691,7 @@ RULES = {
     "block_size": (int, lambda v: v >= 2, "at least 2"), "steps": (int, *AT_LEAST_0), "lr": (float, *ABOVE_0),
     "warmup_steps": (int, *AT_LEAST_0), "min_lr": (float, *AT_LEAST_0), "batch_size": (int, *AT_LEAST_1),
     "grad_clip": (float, *ABOVE_0), "eval_every": (int, *AT_LEAST_1), "eval_docs": (int, *AT_LEAST_0),
-    "eval_samples": (int, *AT_LEAST_0),
+    "eval_samples": (int, lambda v: 0 <= v <= 100, "between 0 and 100"),   # drawn inside a step: keep it short
     "print_every": (int, *AT_LEAST_1), "log": (str, bool, "a file name"), "save": (str, bool, "a file name"),
     "save_every": (int, *AT_LEAST_1), "samples": (int, *AT_LEAST_0), "temperature": (float, *ABOVE_0),
     "top_k": (int, *AT_LEAST_1), "prefix": (str, lambda v: True, ""), "data": (str, bool, "a file name"),
@@ -1338,7 +1338,8 @@ def build_parser(description="Train a tiny GPT on a list of names (or any text f
     g.add_argument("--eval-docs", type=int, metavar="N",
                    help="validation documents per evaluation, 0 for all (default 100)")
     g.add_argument("--eval-samples", type=int, metavar="N",
-                   help="documents sampled at each evaluation, to watch them improve; 0 for none (default 5)")
+                   help="documents sampled at each evaluation, to watch them improve; 0 for none, at most 100 "
+                        "(default 5)")
     g.add_argument("--print-every", type=int, metavar="N",
                    help="steps between step lines (default 1 on a terminal or for runs of up to 1,000 "
                         "steps, else steps / 100)")

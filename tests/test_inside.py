@@ -67,10 +67,13 @@ class TestSamplesWhileTraining(InsideCase):
         self.assertEqual([texts[:2] for texts in found[5]], found[2])
         self.assertNotEqual(found[5][0], found[5][1])
 
-    def test_a_negative_count_is_refused(self):
-        status, out, err = run_main("--data", self.data, "--eval-samples", -1)
-        self.assertEqual(status, 2)
-        self.assertIn("--eval-samples must be 0 or more, got -1", err)
+    def test_a_count_out_of_range_is_refused(self):
+        """Drawn inside a training step, where Ctrl-C only asks to stop after the step: a huge count could never
+        be interrupted (PyPy's list of 10^12 fails at once; CPython's would run for ever)."""
+        for count in (-1, 101, 10 ** 12):
+            status, out, err = run_main("--data", self.data, "--eval-samples", count)
+            self.assertEqual(status, 2)
+            self.assertIn(f"--eval-samples must be between 0 and 100, got {count}", err)
 
 
 def attention_by_hand(gpt, tokens):
