@@ -128,6 +128,7 @@ def train(model, step_model, optimizer, tokenizer, docs, s, start_step, on_step,
         # DistributedDataParallel averages the processes' gradients, so each scales its sum by world over
         # the whole batch's tokens: the average is then the gradient of the batch's mean loss.
         (mine * world / n_predicted(batch, s["block_size"])).backward()
+        # the norm before clipping; PyTorch scales by clip / (norm + 1e-6) where microgpt divides by the norm
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), s["grad_clip"] or math.inf).item()
         total = mine.detach().clone()
         if world > 1:
