@@ -1187,19 +1187,18 @@ def explain_document(gpt, tokenizer, optimizer, doc, lr):
     The model, its gradients and the optimizer are left as they were."""
     tokens = tokenizer.encode(doc)
     keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]
-    positions, attention, weights = [], [], gpt.weights()
-    with no_grad():
-        for t in range(min(gpt.block_size, len(tokens) - 1)):
-            heads = []
-            logits = gpt(tokens[t], t, keys, values, weights, attention=heads)
-            probs = softmax_data([z.data for z in logits])
-            top3 = sorted(range(len(probs)), key=lambda i: -probs[i])[:3]
-            target = tokens[t + 1]
-            positions.append((tokens[t], target, probs[target], cross_entropy(logits, target).data,
-                              [(i, probs[i]) for i in top3]))
-            attention.append(heads)
+    positions, attention, losses, weights = [], [], [], gpt.weights()
+    for t in range(min(gpt.block_size, len(tokens) - 1)):  # one forward pass, as document_losses does it
+        heads = []
+        logits = gpt(tokens[t], t, keys, values, weights, attention=heads)
+        probs = softmax_data([z.data for z in logits])
+        top3 = sorted(range(len(probs)), key=lambda i: -probs[i])[:3]
+        target = tokens[t + 1]
+        losses.append(cross_entropy(logits, target))
+        positions.append((tokens[t], target, probs[target], losses[-1].data, [(i, probs[i]) for i in top3]))
+        attention.append(heads)
     # The traced step: backward() for the gradients, then Adam's real step on a copy of its state, undone.
-    loss = document_loss(gpt, tokens)
+    loss = total(losses) / len(losses)                      # document_loss(), from the pass above
     loss.backward()
     grads = {name: [p.grad for row in mat for p in row] for name, mat in gpt.state_dict.items()}
     before = [p.data for p in gpt.params]

@@ -133,11 +133,10 @@ def parse(source):
 
 def highlight_spans(source):
     """{line number: [(start column, end column, css class)]} of the tokens worth colouring."""
-    spans = {}
+    spans, lines = {}, source.splitlines()
 
     def add(start, end, css):
         (r0, c0), (r1, c1) = start, end
-        lines = source.splitlines()
         for r in range(r0, r1 + 1):
             lo = c0 if r == r0 else 0
             hi = c1 if r == r1 else len(lines[r - 1])
