@@ -39,6 +39,12 @@ def run_cli(*args, timeout=120):
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+# Thirty names for quick runs: 22 tokens, six of them longer than the default block_size.
+FEW_NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
+             "abigail", "emily", "ella", "elizabeth", "camila", "luna", "sofia", "avery", "mila", "aria",
+             "scarlett", "penelope", "layla", "chloe", "victoria", "madison", "eleanor", "grace", "nora", "riley"]
+
+
 def tiny_gpt(vocab_size=5, n_embd=8, n_head=2, n_layer=2, block_size=4, seed=0):
     """A small model whose every gradient can be checked by finite differences in a few seconds."""
     import random
@@ -60,3 +66,18 @@ class TempDirTestCase:
 
     def tearDown(self):
         self._tmp.cleanup()
+
+
+class FewNamesCase(TempDirTestCase):
+    """Mixin: self.data is a file of FEW_NAMES in a fresh folder, and self.ok(*argv) runs microgpt.main() on
+    it with the options SMALL, expecting status 0, and returns what it printed."""
+    SMALL = ["--n-embd", 8, "--n-head", 2]
+
+    def setUp(self):
+        super().setUp()
+        self.data = write_file(self.tmp, "names.txt", "\n".join(FEW_NAMES) + "\n")
+
+    def ok(self, *argv):
+        status, out, err = run_main("--data", self.data, *self.SMALL, *argv)
+        self.assertEqual(status, 0, err)
+        return out

@@ -12,11 +12,8 @@ import threading
 import time
 import unittest
 
-from support import ROOT, SCRIPT, TempDirTestCase, microgpt, run_main, write_file
+from support import FEW_NAMES, ROOT, SCRIPT, TempDirTestCase, microgpt, run_main, write_file
 
-NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
-         "abigail", "emily", "ella", "elizabeth", "camila", "luna", "sofia", "avery", "mila", "aria",
-         "scarlett", "penelope", "layla", "chloe", "victoria", "madison", "eleanor", "grace", "nora", "riley"]
 TIMES = re.compile(r"\d+\.\d (s|min)( left)?|\d+\.\d ms/step")
 
 
@@ -34,7 +31,7 @@ class TestCtrlCThenResume(TempDirTestCase, unittest.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.data = write_file(self.tmp, "names.txt", "\n".join(NAMES) + "\n")
+        self.data = write_file(self.tmp, "names.txt", "\n".join(FEW_NAMES) + "\n")
         for folder in ("full", "part"):
             os.mkdir(os.path.join(self.tmp, folder))
 
@@ -172,7 +169,7 @@ class TestDamagedCheckpoints(TempDirTestCase, unittest.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.data = write_file(self.tmp, "names.txt", "\n".join(NAMES) + "\n")
+        self.data = write_file(self.tmp, "names.txt", "\n".join(FEW_NAMES) + "\n")
         self.path = os.path.join(self.tmp, "model.json")
         status, out, err = run_main("--data", self.data, "--steps", 3, "--n-embd", 8, "--n-head", 2,
                                     "--block-size", 6, "--eval-every", 2, "--samples", 0, "--save", self.path,

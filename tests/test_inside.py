@@ -11,13 +11,9 @@ import re
 import unittest
 
 import atomic_reference as ref
-from support import ROOT, TempDirTestCase, microgpt, run_main, write_file
+from support import FEW_NAMES, FewNamesCase, ROOT, microgpt, run_main, write_file
 
 Value = microgpt.Value
-NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
-         "abigail", "emily", "ella", "elizabeth", "camila", "luna", "sofia", "avery", "mila", "aria",
-         "scarlett", "penelope", "layla", "chloe", "victoria", "madison", "eleanor", "grace", "nora", "riley"]
-SMALL = ["--n-embd", 8, "--n-head", 2]
 TIMES = re.compile(r"\d+\.\d (s|min)( left)?|\d+\.\d ms/step")
 
 spec = importlib.util.spec_from_file_location("plot", os.path.join(ROOT, "tools", "plot.py"))
@@ -25,15 +21,8 @@ plot = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(plot)
 
 
-class InsideCase(TempDirTestCase, unittest.TestCase):
-    def setUp(self):
-        super().setUp()
-        self.data = write_file(self.tmp, "names.txt", "\n".join(NAMES) + "\n")
-
-    def ok(self, *argv):
-        status, out, err = run_main("--data", self.data, *SMALL, *argv)
-        self.assertEqual(status, 0, err)
-        return out
+class InsideCase(FewNamesCase, unittest.TestCase):
+    pass
 
 
 class TestSamplesWhileTraining(InsideCase):
@@ -101,7 +90,7 @@ def attention_by_hand(gpt, tokens):
 class TestExplain(InsideCase):
     def setUp(self):
         super().setUp()
-        self.tokenizer = microgpt.Tokenizer.from_docs(NAMES)
+        self.tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         self.gpt = microgpt.GPT(self.tokenizer.vocab_size, n_embd=8, n_head=2, n_layer=2, rng=random.Random(7))
         self.adam = microgpt.Adam(self.gpt.params)
         self.tokens = self.tokenizer.encode("emma")
@@ -177,7 +166,7 @@ class TestExplain(InsideCase):
         self.ok("--steps", 12, "--samples", 0, "--save", path)
         out = self.ok("--load", path, "--explain", "ava")
         self.assertIn("explain 'ava' (model at step 12, the end of its run: its step traced at the peak lr)", out)
-        status, out, err = run_main("--data", self.data, *SMALL, "--explain", "zoë")
+        status, out, err = run_main("--data", self.data, *self.SMALL, "--explain", "zoë")
         self.assertEqual((status, err.strip()), (2, "microgpt: error: --explain 'zoë' has characters the model "
                                                     "does not know: ë"))
 
@@ -197,7 +186,7 @@ class TestGradcheck(InsideCase):
 
     def test_fails_on_a_wrong_relu_derivative(self):
         self.planted(Value, "relu", lambda a: Value(max(0.0, a.data), ((a,), (0.5 * (a.data > 0),))))
-        status, out, err = run_main("--data", self.data, *SMALL, "--gradcheck", "emma")
+        status, out, err = run_main("--data", self.data, *self.SMALL, "--gradcheck", "emma")
         self.assertEqual(status, 1, err)
         self.assertRegex(out, r"gradcheck FAILED: \S+ is off by a relative")
 
@@ -207,7 +196,7 @@ class TestGradcheck(InsideCase):
             return [Value(p_i, (logits, [p_i * ((i == j) - p_j) for j, p_j in enumerate(probs)]))
                     for i, p_i in enumerate(probs)]
         self.planted(microgpt, "softmax", softmax)
-        status, out, err = run_main("--data", self.data, *SMALL, "--gradcheck", "emma")
+        status, out, err = run_main("--data", self.data, *self.SMALL, "--gradcheck", "emma")
         self.assertEqual(status, 1, err)
         self.assertRegex(out, r"FAILED: layer0\.attn_w[qk] is off")          # where attention's softmax sits
 

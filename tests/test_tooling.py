@@ -11,13 +11,9 @@ import sys
 import time
 import unittest
 
-from support import SCRIPT, TempDirTestCase, microgpt, run_main, write_file
+from support import FEW_NAMES, FewNamesCase, SCRIPT, TempDirTestCase, microgpt, run_main, write_file
 
 Value = microgpt.Value
-NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
-         "abigail", "emily", "ella", "elizabeth", "camila", "luna", "sofia", "avery", "mila", "aria",
-         "scarlett", "penelope", "layla", "chloe", "victoria", "madison", "eleanor", "grace", "nora", "riley"]
-SMALL = ["--n-embd", "8", "--n-head", "2", "--eval-every", "10", "--print-every", "1"]
 
 
 def losses_of(text):
@@ -28,18 +24,11 @@ def samples_of(text):
     return re.findall(r"^sample +\d+: (.*)$", text, re.M)
 
 
-class ToolTestCase(TempDirTestCase, unittest.TestCase):
-    def setUp(self):
-        super().setUp()
-        self.data = write_file(self.tmp, "names.txt", "\n".join(NAMES) + "\n")
-
-    def ok(self, *argv):
-        status, out, err = run_main("--data", self.data, *SMALL, *argv)
-        self.assertEqual(status, 0, err)
-        return out
+class ToolTestCase(FewNamesCase, unittest.TestCase):
+    SMALL = ["--n-embd", "8", "--n-head", "2", "--eval-every", "10", "--print-every", "1"]
 
     def fails(self, *argv, says, status=2):
-        got, out, err = run_main("--data", self.data, *SMALL, *argv)
+        got, out, err = run_main("--data", self.data, *self.SMALL, *argv)
         self.assertEqual(got, status, out + err)
         lines = err.strip().splitlines()
         self.assertEqual(len(lines), 1, err)
@@ -49,12 +38,12 @@ class ToolTestCase(TempDirTestCase, unittest.TestCase):
 
 class TestValidation(ToolTestCase):
     def test_split_is_fixed_by_the_seed_and_never_trained_on(self):
-        docs = list(NAMES)
+        docs = list(FEW_NAMES)
         random.Random(3).shuffle(docs)
         train, val = microgpt.split_docs(docs, 0.1)
         self.assertEqual((len(train), len(val)), (27, 3))
         self.assertEqual(val, docs[:3])
-        tokenizer = microgpt.Tokenizer.from_docs(NAMES)
+        tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         gpt = microgpt.GPT(tokenizer.vocab_size, n_embd=8, n_head=2, rng=random.Random(0))
         seen = []
 
@@ -75,7 +64,7 @@ class TestValidation(ToolTestCase):
         self.assertAlmostEqual(float(evals[0][1]), sum(losses_of(out)[:10]) / 10, delta=0.0001)
 
     def test_evaluate_is_the_mean_per_token_and_builds_no_graph(self):
-        tokenizer = microgpt.Tokenizer.from_docs(NAMES)
+        tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         gpt = microgpt.GPT(tokenizer.vocab_size, n_embd=8, n_head=2, rng=random.Random(0))
         docs = ["ava", "charlotte"]                       # 4 and 8 predicted tokens
         loss, n = microgpt.evaluate(gpt, tokenizer, docs)
@@ -96,7 +85,7 @@ class TestScheduleAndBatches(unittest.TestCase):
         self.assertAlmostEqual(f(100), 0.001, places=15)      # ends at min_lr
 
     def test_a_batch_averages_over_every_token_and_accumulates_the_gradient_of_the_mean(self):
-        tokenizer = microgpt.Tokenizer.from_docs(NAMES)
+        tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         batch = [tokenizer.encode(d) for d in ("ava", "charlotte", "mia")]       # 4 + 8 + 4 tokens
         results = []
         for accumulate in (True, False):
@@ -119,7 +108,7 @@ class TestScheduleAndBatches(unittest.TestCase):
             self.assertAlmostEqual(a, b, places=13)
 
     def test_grad_clip_scales_the_gradient_to_the_given_norm(self):
-        tokenizer = microgpt.Tokenizer.from_docs(NAMES)
+        tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         gpt = microgpt.GPT(tokenizer.vocab_size, n_embd=8, n_head=2, rng=random.Random(1))
         adam = microgpt.Adam(gpt.params)
         seen = {}
@@ -132,7 +121,7 @@ class TestScheduleAndBatches(unittest.TestCase):
         self.assertAlmostEqual(seen["norm"], 0.1, places=12)
 
     def test_a_non_finite_loss_raises_before_any_parameter_changes(self):
-        tokenizer = microgpt.Tokenizer.from_docs(NAMES)
+        tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         gpt = microgpt.GPT(tokenizer.vocab_size, n_embd=8, n_head=2, rng=random.Random(1))
         gpt.state_dict["wte"][0][0].data = math.inf
         before = [p.data for p in gpt.params]
@@ -236,7 +225,7 @@ class TestCheckpoints(ToolTestCase):
 
         microgpt.Monitor.on_step = on_step
         try:
-            status, out, err = run_main("--data", self.data, *SMALL, *self.RUN, "--save", path)
+            status, out, err = run_main("--data", self.data, *self.SMALL, *self.RUN, "--save", path)
         finally:
             microgpt.Monitor.on_step = original
         self.assertEqual(status, 130, err)
@@ -292,7 +281,7 @@ class TestSampling(ToolTestCase):
         self.assertTrue(all(s.startswith("el") for s in samples), samples)
 
     def test_top_k_1_is_the_most_likely_token_every_time(self):
-        tokenizer = microgpt.Tokenizer.from_docs(NAMES)
+        tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         gpt = microgpt.GPT(tokenizer.vocab_size, n_embd=8, n_head=2, rng=random.Random(2))
         greedy = []
         keys, values = [[]], [[]]
@@ -321,7 +310,7 @@ class TestSampling(ToolTestCase):
         out = self.ok("--steps", 5, "--samples", 10)
         new = re.search(r"^new: (\d+) of 10 samples are not training documents$", out, re.M)
         self.assertIsNotNone(new)
-        docs = list(NAMES)
+        docs = list(FEW_NAMES)
         random.Random(42).shuffle(docs)
         train = set(docs[3:])
         self.assertEqual(int(new.group(1)), sum(s not in train for s in samples_of(out)))
@@ -344,7 +333,7 @@ class TestExplain(ToolTestCase):
         self.assertEqual(losses_of(out), [])                           # exits without training
 
     def test_default_document_is_the_first_training_document(self):
-        docs = list(NAMES)
+        docs = list(FEW_NAMES)
         random.Random(42).shuffle(docs)
         out = self.ok("--explain")
         self.assertIn(f"explain {docs[3]!r}", out)                      # 3 validation docs come first

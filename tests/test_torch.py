@@ -9,7 +9,7 @@ import subprocess
 import sys
 import unittest
 
-from support import ROOT, TempDirTestCase, microgpt, run_main, write_file
+from support import FEW_NAMES, ROOT, TempDirTestCase, microgpt, run_main, write_file
 
 try:
     import torch
@@ -18,9 +18,6 @@ except ImportError:
     torch = twin = None
 
 run_twin = lambda *argv: run_main(*argv, main=twin.main)
-NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
-         "abigail", "emily", "ella", "elizabeth", "camila", "luna", "sofia", "avery", "mila", "aria",
-         "scarlett", "penelope", "layla", "chloe", "victoria", "madison", "eleanor", "grace", "nora", "riley"]
 TWIN = os.path.join(ROOT, "microgpt_torch.py")
 
 
@@ -34,7 +31,7 @@ def close(test, got, want, tol, what=""):
 @unittest.skipIf(torch is None, "torch is not installed (optional; .ci/run installs it when pip can)")
 class TestSameNumbers(unittest.TestCase):
     def setUp(self):
-        self.tokenizer = microgpt.Tokenizer.from_docs(NAMES)
+        self.tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         self.gpt = microgpt.GPT(self.tokenizer.vocab_size, n_embd=8, n_head=2, n_layer=2, block_size=8,
                                 rng=random.Random(5))
         self.model = twin.GPT(self.gpt.weights(), 2, torch.float64, torch.device("cpu"))
@@ -87,7 +84,7 @@ class TestSameNumbers(unittest.TestCase):
         self.assertEqual(states[0]["rng_state"], states[1]["rng_state"])
 
     def test_twenty_training_steps_to_1e_9(self):
-        docs = NAMES[:12]
+        docs = FEW_NAMES[:12]
         s = dict(microgpt.DEFAULTS, **microgpt.WATCH_DEFAULTS, n_embd=8, n_head=2, n_layer=2, steps=20,
                  batch_size=3, warmup_steps=3, min_lr=0.001)
         losses = {"microgpt": [], "twin": []}
@@ -107,7 +104,7 @@ class TestCheckpointsBothWays(TempDirTestCase, unittest.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.data = write_file(self.tmp, "names.txt", "\n".join(NAMES) + "\n")
+        self.data = write_file(self.tmp, "names.txt", "\n".join(FEW_NAMES) + "\n")
         self.path = lambda name: os.path.join(self.tmp, name)
 
     def load(self, name):
@@ -160,7 +157,7 @@ def free_port():
 @unittest.skipIf(torch is None, "torch is not installed (optional; .ci/run installs it when pip can)")
 class TestTwoProcesses(TempDirTestCase, unittest.TestCase):
     def test_two_gloo_processes_make_the_update_of_one_with_the_same_global_batch(self):
-        data = write_file(self.tmp, "names.txt", "\n".join(NAMES) + "\n")
+        data = write_file(self.tmp, "names.txt", "\n".join(FEW_NAMES) + "\n")
         common = ["--data", data, "--n-embd", 8, "--n-head", 2, "--steps", 6, "--batch-size", 4,
                   "--dtype", "float64", "--samples", 0, "--eval-every", 3]
         one = os.path.join(self.tmp, "one.json")

@@ -12,12 +12,8 @@ import signal
 import unittest
 
 import atomic_reference as ref
-from support import TempDirTestCase, microgpt, run_main, write_file
+from support import FEW_NAMES, FewNamesCase, microgpt, run_main
 
-NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
-         "abigail", "emily", "ella", "elizabeth", "camila", "luna", "sofia", "avery", "mila", "aria",
-         "scarlett", "penelope", "layla", "chloe", "victoria", "madison", "eleanor", "grace", "nora", "riley"]
-SMALL = ["--n-embd", 8, "--n-head", 2]
 
 
 @contextlib.contextmanager
@@ -37,34 +33,25 @@ def spy(module, name, record):
 
 
 def split_of(seed, val_fraction=0.1):
-    """The (train, validation) split run() should make of NAMES for a seed, worked out independently."""
-    docs = list(NAMES)
+    """The (train, validation) split run() should make of FEW_NAMES for a seed, worked out independently."""
+    docs = list(FEW_NAMES)
     random.Random(seed).shuffle(docs)
     n_val = round(len(docs) * val_fraction)
     return docs[n_val:], docs[:n_val]
 
 
-class WiringCase(TempDirTestCase, unittest.TestCase):
-    def setUp(self):
-        super().setUp()
-        self.data = write_file(self.tmp, "names.txt", "\n".join(NAMES) + "\n")
-
-    def run_ok(self, *argv):
-        status, out, err = run_main("--data", self.data, *SMALL, *argv)
-        self.assertEqual(status, 0, err)
-        return out
-
+class WiringCase(FewNamesCase, unittest.TestCase):
     def trained_and_evaluated(self, *argv):
         """(documents of every training step in order, documents of every evaluation) of a run()."""
         trained, evaluated = [], []
         decode = lambda tokens: "".join(NAMES_TOKENIZER.chars[t] for t in tokens[1:-1])
         with spy(microgpt, "train_step", lambda gpt, opt, batch, *a: trained.extend(map(decode, batch))), \
                 spy(microgpt, "evaluate", lambda gpt, tok, docs: evaluated.append(list(docs))):
-            self.run_ok(*argv)
+            self.ok(*argv)
         return trained, evaluated
 
 
-NAMES_TOKENIZER = microgpt.Tokenizer.from_docs(NAMES)
+NAMES_TOKENIZER = microgpt.Tokenizer.from_docs(FEW_NAMES)
 
 
 class TestWhichDocumentsTrainAndValidate(WiringCase):
@@ -82,7 +69,7 @@ class TestWhichDocumentsTrainAndValidate(WiringCase):
 class TestSeed(WiringCase):
     def initial_weights(self, seed):
         path = os.path.join(self.tmp, f"init{seed}.json")
-        self.run_ok("--steps", 0, "--samples", 0, "--seed", seed, "--save", path)
+        self.ok("--steps", 0, "--samples", 0, "--seed", seed, "--save", path)
         with open(path) as f:
             return json.load(f)["params"]
 
@@ -102,7 +89,7 @@ class TestResumeRefusesAnotherRun(WiringCase):
     def test_resume_refuses_another_seed_or_validation_fraction(self):
         """Bug: SPLIT_KEYS left out of the check in resolve_settings()."""
         path = os.path.join(self.tmp, "run.json")
-        self.run_ok("--steps", 2, "--samples", 0, "--save", path)
+        self.ok("--steps", 2, "--samples", 0, "--save", path)
         for option, value, says in (("--seed", 7, "has seed 42, not 7"),
                                     ("--val-fraction", 0.2, "has val_fraction 0.1, not 0.2")):
             status, out, err = run_main("--resume", path, option, value)
@@ -125,7 +112,7 @@ class RecordingRandom:
 
 class TestTemperatureAndTopK(unittest.TestCase):
     def setUp(self):
-        self.tokenizer = microgpt.Tokenizer.from_docs(NAMES)
+        self.tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         self.gpt = microgpt.GPT(self.tokenizer.vocab_size, n_embd=8, n_head=2, rng=random.Random(4))
         with microgpt.no_grad():
             self.logits = [z.data for z in self.gpt(self.tokenizer.BOS, 0, [[]], [[]])]
@@ -172,7 +159,7 @@ class TestBatches(unittest.TestCase):
 
 class TestSeveralLayers(unittest.TestCase):
     def setUp(self):
-        self.tokenizer = microgpt.Tokenizer.from_docs(NAMES)
+        self.tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         self.gpt = microgpt.GPT(self.tokenizer.vocab_size, n_embd=8, n_head=2, n_layer=3, rng=random.Random(6))
 
     def test_sampling_with_three_layers_draws_from_the_distributions_computed_from_scratch(self):
@@ -209,7 +196,7 @@ class TestNewCount(WiringCase):
         original = microgpt.sample
         microgpt.sample = lambda *a, **k: next(texts)
         try:
-            out = self.run_ok("--steps", 1, "--samples", 3, "--eval-samples", 0)
+            out = self.ok("--steps", 1, "--samples", 3, "--eval-samples", 0)
         finally:
             microgpt.sample = original
         self.assertIn("new: 2 of 3 samples are not training documents", out)
@@ -217,7 +204,7 @@ class TestNewCount(WiringCase):
 
 class TestNoGraphOutsideTraining(unittest.TestCase):
     def setUp(self):
-        self.tokenizer = microgpt.Tokenizer.from_docs(NAMES)
+        self.tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         self.gpt = microgpt.GPT(self.tokenizer.vocab_size, n_embd=8, n_head=2, n_layer=2, rng=random.Random(1))
         self.outputs = []
         original = microgpt.GPT.__call__
@@ -263,7 +250,7 @@ class TestAfterANonFiniteLoss(WiringCase):
         previous = signal.signal(signal.SIGINT, handler)
         try:
             with spy(microgpt, "train_step", lambda gpt, *a: models.append(gpt)):
-                status, out, err = run_main("--data", self.data, *SMALL, "--lr", 1e300, "--steps", 10)
+                status, out, err = run_main("--data", self.data, *self.SMALL, "--lr", 1e300, "--steps", 10)
             self.assertIs(signal.getsignal(signal.SIGINT), handler)
         finally:
             signal.signal(signal.SIGINT, previous)
