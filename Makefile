@@ -18,9 +18,9 @@ names:
 	rm -rf $(VENV)
 
 clean:
-	rm -rf $(VENV) __pycache__ tests/__pycache__ .pytest_cache
+	rm -rf $(VENV) __pycache__ tests/__pycache__ reference/__pycache__ .pytest_cache
 
-# Speed: microgpt's training step against the classic scalar engines (bench/classic.py), side by side.
+# Speed: microgpt's training step against the classic scalar engines (reference/classic.py), side by side.
 # A script, not a test: timings are reported, never asserted.
 bench:
 	@echo "machine: $$(uname -m), $$(nproc) cores, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"

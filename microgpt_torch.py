@@ -3,27 +3,27 @@
 
 The same model: microgpt.GPT's parameter names and shapes, RMSNorm without gain, a ReLU MLP, no biases,
 attention scaled by sqrt(head_dim). The same training: the data, split, walk through the documents,
-learning-rate schedule, Adam constants and checkpoint file all come from microgpt.py, so both always
-train on the same documents from the same first weights, and a checkpoint from either runs in the other.
-What changes is the unit of work. microgpt.py computes one position of one document at a time, a Value
-per number; here a batch of documents, every position at once, is a few tensor operations, which is
-what lets a bigger model train in minutes, on a GPU, or on several processes at once:
+learning-rate schedule, Adam constants, gradient clipping and checkpoint file all come from microgpt.py,
+so both always train on the same documents from the same first weights, and a checkpoint from either
+runs in the other. What changes is the unit of work. microgpt.py computes one position of one document
+at a time, a Value per number; here a batch of documents, every position at once, is a few tensor
+operations, which is what lets a bigger model train in minutes, on a GPU, or on several processes:
 
   python3 microgpt_torch.py                                        # microgpt.py's run, in tensors
   python3 microgpt_torch.py --n-embd 128 --n-layer 4 --block-size 32 --batch-size 64 --steps 3000
   torchrun --nproc_per_node 2 microgpt_torch.py --batch-size 8    # DistributedDataParallel
 
-Each stage names the microgpt.py function it mirrors. Needs PyTorch; microgpt.py itself never does.
+Its Engine is the interface workbench.py drives (the workbench's docstring lists it), so the command line,
+checks, checkpoints and everything printed are microgpt.py's. Each stage names the microgpt.py function
+it mirrors. Needs PyTorch; microgpt.py itself never does.
 """
-import argparse
 import math
 import os
-import random
-import signal
 import sys
 
 import microgpt
-from microgpt import DataError
+import workbench
+from workbench import DataError, Setting
 
 try:
     import torch
@@ -60,11 +60,12 @@ class GPT(torch.nn.Module):
             self.register_parameter(name.replace(".", "_"), self.w[name])
         self.n_head, self.n_layer = n_head, sum(name.endswith("attn_wq") for name in weights)
         self.block_size, self.n_embd = self.w["wpe"].shape
+        self.head_dim = microgpt.head_dim(self.n_embd, n_head)
 
     def forward(self, idx):
         """Token ids (B, T) -> logits (B, T, V): microgpt.GPT.__call__, for every position at once."""
         B, T = idx.shape
-        C, nh, w = self.n_embd, self.n_head, self.w
+        C, nh, hd, w = self.n_embd, self.n_head, self.head_dim, self.w
         x = rmsnorm(w["wte"][idx] + w["wpe"][:T])                      # what + where: (B, T, C)
         # The causal mask. microgpt needs none: its KV list holds only the positions read so far. Here all
         # positions are computed at once, so each must be kept from attending to those after it.
@@ -72,9 +73,8 @@ class GPT(torch.nn.Module):
         for i in range(self.n_layer):
             h = rmsnorm(x)
             # q, k, v: (B, T, C), split into heads (B, nh, T, hd), as q[lo:hi] in microgpt
-            q, k, v = (F.linear(h, w[f"layer{i}.attn_w{c}"]).view(B, T, nh, C // nh).transpose(1, 2)
-                       for c in "qkv")
-            scores = q @ k.transpose(-2, -1) / math.sqrt(C // nh)     # (B, nh, T, T): every dot(q, k) at once
+            q, k, v = (F.linear(h, w[f"layer{i}.attn_w{c}"]).view(B, T, nh, hd).transpose(1, 2) for c in "qkv")
+            scores = q @ k.transpose(-2, -1) / math.sqrt(hd)          # (B, nh, T, T): every dot(q, k) at once
             attn = scores.masked_fill(future, float("-inf")).softmax(dim=-1)    # each row sums to 1 over the past
             heads = (attn @ v).transpose(1, 2).reshape(B, T, C)       # the heads side by side: (B, T, C)
             x = x + F.linear(heads, w[f"layer{i}.attn_wo"])            # residual, as in microgpt
@@ -88,7 +88,7 @@ def batch_tensors(batch, block_size, device):
     """Documents (token lists with BOS at both ends) -> (inputs, targets), (B, T) each, T the longest
     document's positions: the next-token shift of every row. A shorter document is padded, its inputs
     with 0 and its targets with IGNORE; the causal mask keeps the padding from touching real positions."""
-    n = [min(block_size, len(tokens) - 1) for tokens in batch]         # positions each document trains
+    n = [microgpt.n_predicted(tokens, block_size) for tokens in batch]      # positions each document trains
     inputs = torch.zeros(len(batch), max(n), dtype=torch.long)
     targets = torch.full((len(batch), max(n)), IGNORE, dtype=torch.long)
     for row, (tokens, k) in enumerate(zip(batch, n)):
@@ -106,61 +106,48 @@ def loss_sum(model, batch, block_size, device):
 
 
 def n_predicted(batch, block_size):
-    return sum(min(block_size, len(tokens) - 1) for tokens in batch)
+    """The predicted tokens of a batch: microgpt.n_predicted summed over its documents."""
+    return sum(microgpt.n_predicted(tokens, block_size) for tokens in batch)
 
 
 # ---- training: microgpt.train and microgpt.train_step
 
-def train(model, step_model, optimizer, tokenizer, docs, s, start_step, on_step, device, rank=0, world=1):
-    """Optimizer steps start_step .. s["steps"] - 1. Step i trains docs[i * batch_size % len(docs)] and the
-    batch_size - 1 after them, microgpt's walk; with several processes each takes every world-th document
-    of that batch. The loss is the mean over every predicted token of the whole batch. on_step(step, loss,
-    lr, grad_norm, batch) as in microgpt.train; rank 0's answer stops every process.
-    Raises FloatingPointError, before the update, if the loss or the gradient is not finite."""
-    for step in range(start_step, s["steps"]):
-        first = step * s["batch_size"]
-        batch = [tokenizer.encode(docs[(first + j) % len(docs)]) for j in range(s["batch_size"])]
-        lr = microgpt.lr_schedule(step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"])
-        for group in optimizer.param_groups:
-            group["lr"] = lr                            # once per optimizer step, never per document
-        optimizer.zero_grad()                           # microgpt resets in Adam.step, after the update: the same
-        mine = loss_sum(step_model, batch[rank::world], s["block_size"], device)
-        # DistributedDataParallel averages the processes' gradients, so each scales its sum by world over
-        # the whole batch's tokens: the average is then the gradient of the batch's mean loss.
-        (mine * world / n_predicted(batch, s["block_size"])).backward()
-        # the norm before clipping; PyTorch scales by clip / (norm + 1e-6) where microgpt divides by the norm
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), s["grad_clip"] or math.inf).item()
-        total = mine.detach().clone()
-        if world > 1:
-            dist.all_reduce(total)                      # the batch's summed loss, every process's share
-        loss = total.item() / n_predicted(batch, s["block_size"])
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            optimizer.zero_grad()
-            raise FloatingPointError(f"loss {loss}, gradient norm {norm}")
-        optimizer.step()                                # Adam, microgpt's constants (see adam())
-        stop = torch.tensor(int(bool(on_step(step, loss, lr, norm, batch))))
-        if world > 1:
-            dist.broadcast(stop, src=0)
-        if stop.item():
-            break
-
-
-def adam(model):
-    """torch.optim.Adam with microgpt.Adam's constants: beta1 0.85, beta2 0.99, eps 1e-8, no weight decay.
-    The update is microgpt's, lr * m_hat / (sqrt(v_hat) + eps), up to rounding: PyTorch divides sqrt(v)
-    by sqrt(1 - beta2^t) where microgpt takes the square root of the quotient."""
-    return torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.85, 0.99), eps=1e-8)
+def train_step(model, step_model, optimizer, batch, lr, grad_clip, block_size, device, rank=0, world=1):
+    """microgpt.train_step: one optimizer step on a batch, the loss the mean over every predicted token of
+    it; with several processes each takes every world-th document. Returns (loss, gradient norm before
+    clipping). Raises FloatingPointError, before the update, if the loss or the gradient is not finite."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr                                # once per optimizer step, never per document
+    optimizer.zero_grad()                               # microgpt resets in Adam.step, after the update: the same
+    mine = loss_sum(step_model, batch[rank::world], block_size, device)
+    # DistributedDataParallel averages the processes' gradients, so each scales its sum by world over the
+    # whole batch's tokens: the average is then the gradient of the batch's mean loss.
+    (mine * world / n_predicted(batch, block_size)).backward()
+    grads = [p.grad for p in model.parameters()]
+    norm = torch.sqrt(sum(g.pow(2).sum() for g in grads)).item()    # microgpt.grad_norm: the global L2 norm
+    total = mine.detach().clone()
+    if world > 1:
+        dist.all_reduce(total)                          # the batch's summed loss, every process's share
+    loss = total.item() / n_predicted(batch, block_size)
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        optimizer.zero_grad()
+        raise FloatingPointError(f"loss {loss}, gradient norm {norm}")
+    if grad_clip is not None and norm > grad_clip:      # microgpt's clipping: scale by clip / norm
+        for g in grads:
+            g.mul_(grad_clip / norm)
+    optimizer.step()                                    # Adam, microgpt's constants (Engine.__init__)
+    return loss, norm
 
 
 def evaluate(model, tokenizer, docs, block_size, device, chunk=256):
-    """microgpt.evaluate: the mean loss per predicted token over docs (nats), in batches, no graph."""
+    """microgpt.evaluate: (mean loss per predicted token over docs in nats, predicted tokens), no graph."""
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(docs), chunk):
             batch = [tokenizer.encode(doc) for doc in docs[i:i + chunk]]
             total += loss_sum(model, batch, block_size, device).item()
             count += n_predicted(batch, block_size)
-    return total / count
+    return total / count, count
 
 
 def sample(model, tokenizer, rng, temperature, top_k, prefix, device):
@@ -178,145 +165,120 @@ def sample(model, tokenizer, rng, temperature, top_k, prefix, device):
     return tokenizer.decode(ids[1:])
 
 
-# ---- checkpoints: microgpt's JSON file, both ways
+# ---- the engine interface (workbench.py), over these tensors
 
-def adam_state(model, optimizer):
-    """(t, m, v) in microgpt's form: one float per parameter in state_dict order (zeros before step 1)."""
-    states = [optimizer.state.get(p, {}) for p in model.w.values()]
-    if not states[0]:
-        n = sum(p.numel() for p in model.w.values())
-        return 0, [0.0] * n, [0.0] * n
-    flat = lambda key: torch.cat([state[key].flatten() for state in states]).tolist()
-    return int(states[0]["step"]), flat("exp_avg"), flat("exp_avg_sq")
-
-
-def restore_adam(model, optimizer, t, m, v):
-    """Adam's state from microgpt's (t, m, v), so that the next step is the one microgpt would take."""
-    if t == 0:
-        return
-    i = 0
-    for p in model.w.values():
-        n = p.numel()
-        as_p = lambda xs: torch.tensor(xs[i:i + n], dtype=p.dtype, device=p.device).view_as(p)
-        optimizer.state[p] = {"step": torch.tensor(float(t)), "exp_avg": as_p(m), "exp_avg_sq": as_p(v)}
-        i += n
-
-
-# ---- the command line: microgpt.py's options and its harness, plus the device and the dtype
-
-def parse_args(argv=None):
-    p = microgpt.build_parser("Train microgpt's GPT with PyTorch tensors (same data, model, checkpoints).")
-    g = p.add_argument_group("tensors")
-    g.add_argument("--device", default="cpu", help="cpu, or cuda when PyTorch sees a GPU (default cpu)")
-    g.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="(default float32)")
-    args = microgpt.parse_args(argv, p)
-    if args.explain is not None or args.gradcheck is not None:
-        raise DataError("--explain and --gradcheck are microgpt.py's: python3 microgpt.py --load PATH --explain DOC")
-    return args
-
-
-def check_memory(s, vocab_size, dtype, device):
-    """DataError, before anything is allocated, if the weights, gradients, Adam's moments and one batch's
-    activations (a generous count) would not fit in the device's memory."""
-    n_params = sum(r * c for r, c in microgpt.parameter_shapes(vocab_size, s["n_embd"], s["n_layer"],
-                                                                s["block_size"]).values())
-    B, T, C = s["batch_size"], s["block_size"], s["n_embd"]
-    floats = 4 * n_params + B * T * (s["n_layer"] * (16 * C + 3 * s["n_head"] * T) + 3 * vocab_size)
-    need = floats * torch.finfo(dtype).bits // 8
-    have = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else \
-        microgpt.physical_memory()
-    if have and need > have:
-        raise DataError(f"{n_params:,} parameters and a batch of {B} need about {need / 1e9:,.1f} GB, more than "
-                        f"the {have / 1e9:,.1f} GB of {device}; choose a smaller model or batch")
-
-
-def start(args):
-    """(device, dtype, rank, world): one process, or one of torchrun's (WORLD_SIZE set), which joins the
-    process group: gloo on CPUs, nccl on GPUs."""
+def start(device_name):
+    """(device, rank, world): one process, or one of torchrun's (WORLD_SIZE set), which joins the process
+    group: gloo on CPUs, nccl on GPUs. Raises DataError for a device PyTorch cannot use."""
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise DataError(f"--device {args.device}: PyTorch sees no GPU here (torch.cuda.is_available() is "
+    if device_name.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError(f"--device {device_name}: PyTorch sees no GPU here (torch.cuda.is_available() is "
                         f"False); use --device cpu")
     try:
-        device = torch.device(args.device)
+        device = torch.device(device_name)
     except RuntimeError as e:
-        raise DataError(f"--device {args.device}: {e}; use cpu or cuda")
+        raise DataError(f"--device {device_name}: {e}; use cpu or cuda")
     if world > 1:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device, getattr(torch, args.dtype), rank, world
+    return device, rank, world
 
 
-def run(args, log=print):
-    checkpoint, s, docs, tokenizer = microgpt.read_inputs(args)
-    device, dtype, rank, world = start(args)
-    if world > s["batch_size"]:
-        raise DataError(f"--batch-size {s['batch_size']} leaves some of the {world} processes no document")
-    check_memory(s, tokenizer.vocab_size, dtype, device)
-    if not args.load and rank == 0:
-        microgpt.check_outputs(s)
-    rng = random.Random(s["seed"])
-    rng.shuffle(docs)                                   # microgpt's order and split, from the same seed
-    train_docs, val_docs = microgpt.split_docs(docs, s["val_fraction"])
-    shapes = microgpt.parameter_shapes(tokenizer.vocab_size, s["n_embd"], s["n_layer"], s["block_size"])
-    weights = {name: [[rng.gauss(0.0, 0.08) for _ in range(cols)] for _ in range(rows)]   # microgpt.GPT's draws
-               for name, (rows, cols) in shapes.items()}
-    step, metrics = 0, {"train": [], "eval": []}
-    if checkpoint:
-        weights = checkpoint["params"]
-        rng.setstate(checkpoint["rng_state"])
-        if args.resume:
-            step, metrics = checkpoint["step"], checkpoint["metrics"]
-    model = GPT(weights, s["n_head"], dtype, device)
-    optimizer = adam(model)
-    if checkpoint:
-        restore_adam(model, optimizer, *(checkpoint["adam"][key] for key in ("t", "m", "v")))
-    step_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+class Engine:
+    """microgpt.Engine's interface over tensors: a GPT of this file, torch's Adam with microgpt.Adam's
+    constants, and, under torchrun, DistributedDataParallel. Its own settings: --device and --dtype.
+    torch's Adam is microgpt's update, lr * m_hat / (sqrt(v_hat) + eps), up to rounding: it divides
+    sqrt(v) by sqrt(1 - beta2^t) where microgpt takes the square root of the quotient."""
+    options = [Setting("device", "cpu", str, workbench.ANY, "tensors", "cpu, or cuda when PyTorch sees a GPU",
+                       "DEVICE"),
+               Setting("dtype", "float32", str, workbench.ANY, "tensors", "the floats of the tensors: float32 or "
+                       "float64", "DTYPE", choices=("float32", "float64"))]
+    inside = None                                       # no --explain or --gradcheck: they are microgpt.py's
 
-    def save(step_done):
-        params = {name: p.tolist() for name, p in model.w.items()}
-        microgpt.write_checkpoint(s["save"], tokenizer.chars, s, step_done, params, adam_state(model, optimizer),
-                                  rng.getstate(), metrics)
+    def __init__(self, settings, tokenizer, rng, state=None):
+        s, self.tokenizer = settings, tokenizer
+        self.device, self.rank, self.world = start(s["device"])
+        if self.world > s["batch_size"]:
+            raise DataError(f"--batch-size {s['batch_size']} leaves some of the {self.world} processes no document")
+        self.block_size, dtype = s["block_size"], getattr(torch, s["dtype"])
+        shapes = microgpt.parameter_shapes(tokenizer.vocab_size, s["n_embd"], s["n_layer"], s["block_size"])
+        weights = microgpt.initial_weights(shapes, rng)                   # microgpt.GPT's draws, in its order
+        self.model = GPT(state["params"] if state else weights, s["n_head"], dtype, self.device)
+        constants = microgpt.Adam([])
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s["lr"], eps=constants.eps,
+                                          betas=(constants.beta1, constants.beta2))
+        if state:
+            self.restore_adam(**state["adam"])
+        self.step_model = torch.nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        self.about = f"tensors: {dtype} on {self.device}" + (
+            f", {self.world} processes, each a share of every batch" if self.world > 1 else "")
 
-    r = argparse.Namespace(
-        args=args, log=log, console=microgpt.Console(log), checkpoint=checkpoint, settings=s, docs=docs,
-        train_docs=train_docs, val_docs=val_docs, tokenizer=tokenizer, rng=rng, step=step, metrics=metrics,
-        n_params=sum(p.numel() for p in model.parameters()), save=save,
-        train=lambda on_step: train(model, step_model, optimizer, tokenizer, train_docs, s, step, on_step, device,
-                                    rank, world),
-        evaluate=lambda docs: evaluate(model, tokenizer, docs, s["block_size"], device),
-        sample=lambda rng: sample(model, tokenizer, rng, s["temperature"], s["top_k"], s["prefix"], device),
-        weights=lambda: torch.cat([p.detach().flatten() for p in model.parameters()]).tolist())
-    if rank > 0:                                        # the other processes train and stay silent
-        signal.signal(signal.SIGINT, signal.SIG_IGN)    # rank 0 hears Ctrl-C and stops everyone
-        try:
-            if not args.load:
-                r.train(lambda *a: False)
-        except FloatingPointError:
-            return 2                                    # rank 0 says why
-        return 0
-    microgpt.print_header(r)
-    log(f"tensors: {dtype} on {device}" + (f", {world} processes, each a share of every batch" if world > 1 else ""))
-    if not args.load:
-        status = microgpt.train_run(r)
-        if status is not None:
-            return status
-    microgpt.sample_run(r)
-    return 0
+    @staticmethod
+    def memory_needed(settings, vocab_size, training):
+        """Bytes for the weights, gradients, Adam's moments and one batch's activations (a generous count)."""
+        n = microgpt.count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
+        B, T, C = settings["batch_size"], settings["block_size"], settings["n_embd"]
+        floats = 4 * n + B * T * (settings["n_layer"] * (16 * C + 3 * settings["n_head"] * T) + 3 * vocab_size)
+        return floats * torch.finfo(getattr(torch, settings["dtype"])).bits // 8
+
+    @staticmethod
+    def memory_available(settings):
+        """The GPU's memory with --device cuda, else None (the machine's)."""
+        if settings["device"].startswith("cuda") and torch.cuda.is_available():
+            return torch.cuda.get_device_properties(torch.device(settings["device"])).total_memory
+        return None
+
+    def train(self, docs, start_step, on_step, steps, lr, warmup_steps, min_lr, batch_size, grad_clip):
+        """microgpt.train: the same walk through docs and the same schedule; rank 0's on_step stops all."""
+        for step in range(start_step, steps):
+            batch = [self.tokenizer.encode(docs[(step * batch_size + j) % len(docs)]) for j in range(batch_size)]
+            lr_t = microgpt.lr_schedule(step, steps, lr, warmup_steps, min_lr)
+            loss, norm = train_step(self.model, self.step_model, self.optimizer, batch, lr_t, grad_clip,
+                                    self.block_size, self.device, self.rank, self.world)
+            stop = torch.tensor(int(bool(on_step(step, loss, lr_t, norm, batch))))
+            if self.world > 1:
+                dist.broadcast(stop, src=0)
+            if stop.item():
+                break
+
+    def evaluate(self, docs):
+        return evaluate(self.model, self.tokenizer, docs, self.block_size, self.device)
+
+    def sample(self, rng, temperature, top_k, prefix):
+        return sample(self.model, self.tokenizer, rng, temperature, top_k, prefix, self.device)
+
+    def weights(self):
+        return {name: p.tolist() for name, p in self.model.w.items()}
+
+    def state(self):
+        """microgpt.Engine.state: the parameters, and Adam's (t, m, v), m and v a float per parameter in
+        state_dict order (zeros before the first step)."""
+        states = [self.optimizer.state.get(p, {}) for p in self.model.w.values()]
+        if not states[0]:
+            zeros = [0.0] * self.n_params
+            return {"params": self.weights(), "adam": {"t": 0, "m": zeros, "v": list(zeros)}}
+        flat = lambda key: torch.cat([state[key].flatten() for state in states]).tolist()
+        return {"params": self.weights(), "adam": {"t": int(states[0]["step"]), "m": flat("exp_avg"),
+                                                   "v": flat("exp_avg_sq")}}
+
+    def restore_adam(self, t, m, v):
+        """Adam's state from microgpt's (t, m, v), so that the next step is the one microgpt would take."""
+        if t == 0:
+            return
+        i = 0
+        for p in self.model.w.values():
+            n = p.numel()
+            as_p = lambda xs: torch.tensor(xs[i:i + n], dtype=p.dtype, device=p.device).view_as(p)
+            self.optimizer.state[p] = {"step": torch.tensor(float(t)), "exp_avg": as_p(m), "exp_avg_sq": as_p(v)}
+            i += n
 
 
 def main(argv=None):
-    try:
-        status = run(parse_args(argv))
-    except DataError as e:
-        print(f"microgpt_torch: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("microgpt_torch: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return microgpt.closed_pipe()
+    """microgpt.py's command line (workbench.main) with this Engine; under torchrun, only rank 0 prints."""
+    status = workbench.main(argv, Engine, "microgpt_torch", leader=int(os.environ.get("RANK", "0")) == 0,
+                            description="Train microgpt's GPT with PyTorch tensors (same data, model, checkpoints).")
     if dist.is_initialized():                           # (after a failure torchrun stops the others)
         dist.barrier()                                  # leave together: rank 0 may still be saving
         dist.destroy_process_group()

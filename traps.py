@@ -20,12 +20,14 @@ import random
 import sys
 
 import microgpt
-from microgpt import Adam, DataError, Tape, cross_entropy, grad_norm, lr_schedule, total
+from inside import update_ratio
+from microgpt import Adam, Tape, cross_entropy, grad_norm, lr_schedule, total
+from workbench import ArgumentParser, DataError, closed_pipe, read_docs
 
 
 # ---- the training loop, with every trap in it
 
-def train(gpt, tokenizer, docs, num_steps, lr, batch_size=1, trap=None, resume_at=None):
+def train(gpt, tokenizer, docs, num_steps, lr, batch_size, trap=None, resume_at=None):
     """Train gpt on docs as microgpt.train does (its losses exactly, when trap is None) and return the
     history: per step (loss in nats per token, gradient norm, learning rate, update-to-weight ratio). A
     run whose loss stops being finite ends there. resume_at: the step where the run is saved and resumed."""
@@ -38,26 +40,7 @@ def train(gpt, tokenizer, docs, num_steps, lr, batch_size=1, trap=None, resume_a
             if trap == "fresh-adam":
                 optimizer = Adam(gpt.params)                                      # TRAP fresh-adam
         batch = [tokenizer.encode(docs[(step * batch_size + j) % len(docs)]) for j in range(batch_size)]
-        n_tokens = sum(min(gpt.block_size, len(tokens) - 1) for tokens in batch)
-        lr_t = lr_schedule(step, num_steps, lr)                                   # ok schedule-per-document
-        loss = 0.0
-        for j, tokens in enumerate(batch):
-            if trap == "schedule-per-document":
-                lr_t = lr_schedule(step * batch_size + j, num_steps, lr)          # TRAP schedule-per-document
-            with Tape() as tape:                        # the forward pass of microgpt.document_losses
-                keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]
-                weights, losses = gpt.weights(), []
-                for pos in range(min(gpt.block_size, len(tokens) - 1)):
-                    logits = gpt(tokens[pos], pos, keys, values, weights)
-                    target = tokens[pos + 1]                                      # ok unshifted-labels
-                    if trap == "unshifted-labels":
-                        target = tokens[pos]                                      # TRAP unshifted-labels
-                    losses.append(cross_entropy(logits, target))
-                doc_loss = total(losses) / n_tokens                               # ok sum-not-mean
-                loss += doc_loss.data                   # (reported as the mean, whatever the trap)
-                if trap == "sum-not-mean":
-                    doc_loss = total(losses)                                      # TRAP sum-not-mean
-            tape.backward(doc_loss)
+        loss, lr_t = forward_backward(gpt, batch, step, num_steps, lr, trap)
         if trap == "zero-grad-early":
             for p in gpt.params:                                                  # TRAP zero-grad-early
                 p.grad = 0.0                                                      # TRAP zero-grad-early
@@ -71,9 +54,33 @@ def train(gpt, tokenizer, docs, num_steps, lr, batch_size=1, trap=None, resume_a
         if trap == "never-reset":
             for p, g in zip(gpt.params, grads):                                   # TRAP never-reset
                 p.grad = g                                                        # TRAP never-reset
-        change = sum((p.data - b) ** 2 for p, b in zip(gpt.params, before))
-        history.append((loss, norm, lr_t, math.sqrt(change / sum(b * b for b in before))))
+        history.append((loss, norm, lr_t, update_ratio(before, [p.data for p in gpt.params])))
     return history
+
+
+def forward_backward(gpt, batch, step, num_steps, lr, trap):
+    """microgpt.train_step up to the update: each document's graph built on microgpt's forward pass
+    (document_logits), its summed loss over the batch's token count back-propagated into .grad. Returns
+    (the batch's mean loss in nats per token, the step's learning rate)."""
+    n_tokens = sum(microgpt.n_predicted(tokens, gpt.block_size) for tokens in batch)
+    lr_t = lr_schedule(step, num_steps, lr, 0, 0.0)                               # ok schedule-per-document
+    loss = 0.0
+    for j, tokens in enumerate(batch):
+        if trap == "schedule-per-document":
+            lr_t = lr_schedule(step * len(batch) + j, num_steps, lr, 0, 0.0)      # TRAP schedule-per-document
+        n = microgpt.n_predicted(tokens, gpt.block_size)
+        with Tape() as tape:
+            logits = microgpt.document_logits(gpt, tokens[:n])                    # the inputs: tokens[:-1]
+            targets = tokens[1:n + 1]                                             # ok unshifted-labels
+            if trap == "unshifted-labels":
+                targets = tokens[:n]                                              # TRAP unshifted-labels
+            losses = [cross_entropy(z, target) for z, target in zip(logits, targets)]
+            doc_loss = total(losses) / n_tokens                                   # ok sum-not-mean
+            loss += doc_loss.data                       # (reported as the mean, whatever the trap)
+            if trap == "sum-not-mean":
+                doc_loss = total(losses)                                          # TRAP sum-not-mean
+        tape.backward(doc_loss)
+    return loss, lr_t
 
 
 # ---- the traps: what each changes, how it is run, and what it shows
@@ -166,7 +173,8 @@ def check_sum(c, t, v):
                    f"own running size, so a constant factor cancels (only eps, 1e-8, notices)")
 
 
-LR, HIGH_LR, STEPS, BATCH, RESUME_STEPS = 0.01, 0.2, 200, 4, 300
+D = microgpt.DEFAULTS
+LR, HIGH_LR, STEPS, BATCH, RESUME_STEPS = D["lr"], 0.2, 200, 4, 300
 TRAPS = {   # name: what goes wrong, how long each run is, the check of its symptom, and the lesson
     "unshifted-labels": dict(
         what="labels not shifted: each position is scored on the token it reads, not the next one",
@@ -231,11 +239,15 @@ TRAPS = {   # name: what goes wrong, how long each run is, the check of its symp
 # ---- running a trap beside the correct loop
 
 def setup(data, seed):
-    """microgpt's start: the documents shuffled by the seed, split, and the tokenizer."""
-    docs = microgpt.load_docs(data)
+    """microgpt's start: the documents shuffled by the seed, split, and the tokenizer. Raises DataError if
+    the file cannot be read or holds too few documents."""
+    docs = read_docs(data)
+    if len(docs) < 5:                                   # a tenth held out, rounded: at least one to validate
+        raise DataError(f"{data} has {len(docs)} document(s); the traps hold out a tenth of them for validation "
+                        f"and need at least 5")
     rng = random.Random(seed)
     rng.shuffle(docs)
-    train_docs, val_docs = microgpt.split_docs(docs, 0.1)
+    train_docs, val_docs = microgpt.split_docs(docs, D["val_fraction"])
     return rng.getstate(), train_docs, val_docs, microgpt.Tokenizer.from_docs(docs)
 
 
@@ -245,7 +257,7 @@ def run_one(name, trap, start, seed):
     rng_state, train_docs, val_docs, tokenizer = start
     rng = random.Random()
     rng.setstate(rng_state)                             # as microgpt: the model's weights come next from it
-    gpt = microgpt.GPT(tokenizer.vocab_size, rng=rng)
+    gpt = microgpt.GPT(tokenizer.vocab_size, D["n_embd"], D["n_head"], D["n_layer"], D["block_size"], rng)
     steps, batch = TRAPS[name]["steps"], TRAPS[name]["batch"]
     lr = LR                                                                       # ok high-lr
     if trap == "high-lr":
@@ -255,7 +267,7 @@ def run_one(name, trap, start, seed):
                     resume_at=steps // 2 if name == "fresh-adam" else None)
     val = microgpt.evaluate(gpt, tokenizer, val_docs[:100])[0]
     sampler = random.Random(seed)                       # both runs draw from the same random numbers
-    samples = [microgpt.sample(gpt, tokenizer, sampler) for _ in range(4)]
+    samples = [microgpt.sample(gpt, tokenizer, sampler, D["temperature"], None, "") for _ in range(4)]
     return {"history": history, "val": val, "samples": samples, "weights_before": weights_before,
             "weights_after": [p.data for p in gpt.params]}
 
@@ -316,14 +328,14 @@ def report(name, correct, trapped, vocab_size, log):
 
 
 def main(argv=None):
-    p = microgpt.ArgumentParser(description="The silent failures of a training loop, each run beside the "
+    p = ArgumentParser(description="The silent failures of a training loop, each run beside the "
                                             "correct one. With no name: the list.")
     p.add_argument("name", nargs="?", help="the trap to run")
     p.add_argument("--all", action="store_true", help="run every trap, then a summary table")
-    p.add_argument("--seed", type=int, default=42, help="random seed, as in microgpt.py (default 42)")
+    p.add_argument("--seed", type=int, default=D["seed"], help=f"random seed, as in microgpt.py (default {D['seed']})")
     p.add_argument("--data", metavar="PATH", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                                 "names.txt"),
-                   help="documents, one per line, as in microgpt.py (default: names.txt beside this script)")
+                                                                 D["data"]),
+                   help=f"documents, one per line, as in microgpt.py (default: {D['data']} beside this script)")
     try:
         args = p.parse_args(argv)
         if args.name and args.name not in TRAPS:
@@ -340,7 +352,7 @@ def main(argv=None):
     try:
         return run(args.name, args.all, start, args.seed)
     except BrokenPipeError:
-        return microgpt.closed_pipe()
+        return closed_pipe()
 
 
 def run(name, all_traps, start, seed):

@@ -1,4 +1,4 @@
-"""Time microgpt's training step against the classic scalar engines of bench/classic.py.
+"""Time microgpt's training step against the classic scalar engines of reference/classic.py.
 
 For each configuration every engine starts from the same parameters and trains on the same documents, one
 step each in turn (forward, backward and Adam's update), so a noisy neighbour slows all of them alike.
@@ -28,10 +28,10 @@ except ImportError:              # PyPy has no tracemalloc: its rows show no mem
     tracemalloc = None
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
+sys.path.insert(0, ROOT)
 
 import microgpt  # noqa: E402
-import classic  # noqa: E402
+from reference import classic, graph_size  # noqa: E402
 
 # name: (n_embd, n_head, n_layer, block_size, timed steps per engine, classic engines timed)
 CONFIGS = {
@@ -39,30 +39,6 @@ CONFIGS = {
     "classic": (16, 4, 1, 16, 15, ("gist", "micrograd")),
     "wide": (64, 4, 4, 16, 3, ("gist",)),       # micrograd's engine would take minutes a step here
 }
-
-
-def children_of(v):
-    """The Values `v` was computed from, in any of the engines: microgpt's groups, the gist's _children,
-    micrograd's _prev."""
-    if hasattr(v, "_groups"):
-        return [child for children, _ in v._groups for child in children]
-    return v._children if hasattr(v, "_children") else v._prev
-
-
-def graph_size(loss, params):
-    """(nodes, edges) of the graph behind `loss`, parameters not counted as nodes; an edge is a child link."""
-    params = {id(p) for p in params}
-    seen, stack, nodes, edges = set(), [loss], 0, 0
-    while stack:
-        v = stack.pop()
-        if id(v) in seen or id(v) in params:
-            continue
-        seen.add(id(v))
-        nodes += 1
-        children = children_of(v)
-        edges += len(children)
-        stack.extend(children)
-    return nodes, edges
 
 
 def peak_memory(step):
@@ -92,7 +68,7 @@ def engines_for(name, tokenizer):
     n_embd, n_head, n_layer, block_size, _, baselines = CONFIGS[name]
     gpt = microgpt.GPT(tokenizer.vocab_size, n_embd, n_head, n_layer, block_size, random.Random(1))
     adam = microgpt.Adam(gpt.params)
-    engines = {"microgpt": (gpt.params, lambda tokens: microgpt.train_step(gpt, adam, [tokens], 0.01) and None,
+    engines = {"microgpt": (gpt.params, lambda tokens: microgpt.train_step(gpt, adam, [tokens], 0.01, None) and None,
                             lambda tokens: graph_size(microgpt.document_loss(gpt, tokens), gpt.params))}
     for engine in baselines:
         model = classic.ClassicGPT.from_microgpt(gpt, classic.ENGINES[engine])

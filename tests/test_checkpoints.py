@@ -1,5 +1,5 @@
-"""Checkpoints as a user meets them: a real Ctrl-C and a resume that continues the run line for line, a
-checkpoint damaged in every way a file can be, and a save killed at random moments."""
+"""Checkpoints: what one holds, a resume that continues the run exactly (after a real Ctrl-C too), --load,
+every way a file can be damaged or be something else, and a save killed at random moments."""
 import json
 import math
 import os
@@ -12,9 +12,159 @@ import threading
 import time
 import unittest
 
-from support import FEW_NAMES, ROOT, SCRIPT, TempDirTestCase, microgpt, run_main, write_file
+from support import (FEW_NAMES, ROOT, SCRIPT, TIMES, FewNamesCase, TempDirTestCase, microgpt, replaced, run_main,
+                     workbench, write_file)
 
-TIMES = re.compile(r"\d+\.\d (s|min)( left)?|\d+\.\d ms/step")
+TIMES = re.compile(TIMES)
+
+
+def losses_of(text):
+    return [float(x) for x in re.findall(r"^step +\d+ / +\d+ \| loss (\d+\.\d+)", text, re.M)]
+
+
+def samples_of(text):
+    return re.findall(r"^sample +\d+: (.*)$", text, re.M)
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+class CheckpointCase(FewNamesCase, unittest.TestCase):
+    SMALL = ["--n-embd", 8, "--n-head", 2, "--eval-every", 10, "--print-every", 1]
+    RUN = ["--steps", 40, "--batch-size", 2, "--warmup-steps", 5, "--min-lr", 0.001, "--samples", 6, "--top-k", 5]
+
+    def checkpoint(self):
+        path = os.path.join(self.tmp, "model.json")
+        self.ok("--steps", 2, "--samples", 0, "--save", path)
+        return path
+
+    def interrupted_at(self, step, path):
+        """Run self.RUN with --save path, stopping it (as Ctrl-C does) after `step` steps."""
+        original = workbench.Watch.on_step
+
+        def on_step(watch, *a):
+            watch.stop.requested = watch.step_done + 1 == step      # what the Ctrl-C handler sets
+            return original(watch, *a)
+
+        with replaced(workbench.Watch, "on_step", on_step):
+            status, out, err = run_main("--data", self.data, *self.SMALL, *self.RUN, "--save", path)
+        self.assertEqual(status, 130, err)
+        self.assertIn(f"interrupted at step {step}: saved {path}; continue with --resume {path}", out)
+        return load_json(path)
+
+
+class TestWhatACheckpointHolds(CheckpointCase):
+    def test_plain_json_with_everything_resuming_needs(self):
+        path = os.path.join(self.tmp, "model.json")
+        self.ok("--steps", 3, "--samples", 0, "--save", path)
+        state = load_json(path)
+        self.assertEqual(set(state), {"format", "config", "chars", "settings", "step", "params", "adam",
+                                      "rng_state", "metrics"})
+        self.assertEqual(state["config"], {"vocab_size": 22, "n_embd": 8, "n_head": 2, "n_layer": 1,
+                                           "block_size": 8})
+        self.assertEqual(state["adam"]["t"], 3)
+        self.assertEqual(len(state["metrics"]["train"]), 3)
+        self.assertEqual(state["settings"]["data"], os.path.abspath(self.data))
+        self.assertEqual(set(state["settings"]), {s.name for s in workbench.kept(microgpt.Engine)})
+
+    def test_resume_after_25_steps_is_bit_for_bit_the_uninterrupted_40(self):
+        full, half, end = (os.path.join(self.tmp, name) for name in ("full.json", "half.json", "end.json"))
+        whole = self.ok(*self.RUN, "--save", full)
+        self.assertEqual(self.interrupted_at(25, half)["step"], 25)     # between two evaluations
+        resumed = self.ok("--resume", half, "--samples", 6, "--top-k", 5, "--save", end)
+        self.assertIn(f"resuming {half} at step 25", resumed)
+        self.assertEqual(len(losses_of(resumed)), 15)
+        self.assertEqual(losses_of(whole)[25:], losses_of(resumed))
+        evals = lambda text: re.findall(r"^eval .*$", text, re.M)
+        self.assertEqual(evals(whole)[2:], evals(resumed))          # at 30 (steps 21-30) and 40 alike
+        self.assertEqual(samples_of(whole), samples_of(resumed))
+        a, b = load_json(full), load_json(end)
+        self.assertTrue(a["params"] == b["params"], "parameters differ")   # exact: JSON keeps every bit
+        self.assertTrue(a["adam"] == b["adam"], "Adam's state differs")
+        self.assertEqual(a["rng_state"], b["rng_state"])
+        self.assertEqual([r[1:4] for r in a["metrics"]["train"]], [r[1:4] for r in b["metrics"]["train"]])
+
+    def test_a_failed_write_leaves_the_old_checkpoint_whole(self):
+        path = write_file(self.tmp, "model.json", '{"old": true}')
+
+        def crash(*a):
+            raise OSError(28, "No space left on device")
+
+        with replaced(os, "replace", crash):
+            with self.assertRaises(workbench.DataError):
+                workbench.write_atomically(path, '{"new": true}')
+        with open(path) as f:
+            self.assertEqual(f.read(), '{"old": true}')
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["model.json", "names.txt"])     # no temporary left
+
+
+class TestResumeRefusesAnotherRun(CheckpointCase):
+    def test_another_seed_or_validation_fraction(self):
+        """Bug: the split's settings left out of the check in resolve_settings()."""
+        path = self.checkpoint()
+        for option, value, says in (("--seed", 7, "has seed 42, not 7"),
+                                    ("--val-fraction", 0.2, "has val_fraction 0.1, not 0.2")):
+            status, out, err = run_main("--resume", path, option, value)
+            self.assertEqual(status, 2, out)
+            self.assertIn(says, err)
+        self.assertEqual(run_main("--resume", path, "--seed", 42, "--steps", 3, "--samples", 0)[0], 0)
+
+    def test_another_model_size(self):
+        path = self.checkpoint()
+        self.fails("--resume", path, "--n-embd", 16, says="has n_embd 8, not 16")
+        self.fails("--load", path, "--block-size", 16, says="has block_size 8, not 16")
+
+    def test_data_of_another_vocabulary(self):
+        path = self.checkpoint()
+        other = write_file(self.tmp, "other.txt", "zoë\nemma\n")
+        self.fails("--resume", path, "--data", other, says="has characters checkpoint")
+
+    def test_fewer_steps_than_done(self):
+        path = self.checkpoint()
+        self.fails("--resume", path, "--steps", 1, says="--steps 1 is fewer than the 2 steps checkpoint")
+
+
+class TestFilesThatAreNotCheckpoints(CheckpointCase):
+    def test_missing(self):
+        self.fails("--load", os.path.join(self.tmp, "nope.json"), says="not found")
+
+    def test_not_json(self):
+        self.fails("--resume", write_file(self.tmp, "x.json", "emma\nolivia\n"), says="not valid JSON")
+
+    def test_truncated(self):
+        path = self.checkpoint()
+        with open(path) as f:
+            text = f.read()
+        write_file(self.tmp, "model.json", text[:len(text) // 2])
+        self.fails("--resume", path, says="not valid JSON, perhaps truncated")
+
+    def test_json_that_is_not_a_checkpoint(self):
+        self.fails("--load", write_file(self.tmp, "x.json", '{"hello": 1}'), says="not a microgpt checkpoint")
+
+    def test_damaged_in_ways_the_message_names(self):
+        """The first problem found is named, with where it is."""
+        path = self.checkpoint()
+        state = load_json(path)
+
+        def drop_a_row(st):              # consistent counts, wrong shape: lm_head one row short
+            n = len(st["params"]["lm_head"].pop())
+            st["adam"]["m"], st["adam"]["v"] = st["adam"]["m"][n:], st["adam"]["v"][n:]
+
+        cases = [(lambda st: st["params"]["wte"][0].__setitem__(0, "x"), "params.wte[0][0] is not a finite number"),
+                 (drop_a_row, "params.lm_head is not a list of 22"),
+                 (lambda st: st.__setitem__("chars", st["chars"][:-1]), "config.vocab_size is not a whole number"),
+                 (lambda st: st["adam"].__setitem__("t", 1), "adam.t is not a whole number from 2 to 2"),
+                 (lambda st: st["rng_state"][1].__setitem__(624, 625), "rng_state is not a state of random.Random"),
+                 (lambda st: st["metrics"]["train"].reverse(), "metrics.train is not the rows of steps 1 to 2")]
+        for damage, says in cases:
+            broken = json.loads(json.dumps(state))
+            damage(broken)
+            write_file(self.tmp, "broken.json", json.dumps(broken))
+            with self.subTest(says=says):
+                line = self.fails("--load", os.path.join(self.tmp, "broken.json"), says="is damaged")
+                self.assertIn(says, line)
 
 
 def read_csv_without_times(path):
@@ -76,8 +226,7 @@ class TestCtrlCThenResume(TempDirTestCase, unittest.TestCase):
         self.assertEqual(status, 0, err)
         stopped = self.interrupt_a_real_run()
         self.assertLess(stopped, 300)
-        with open(os.path.join(self.tmp, "part", "run.json")) as f:
-            self.assertEqual(json.load(f)["step"], stopped)
+        self.assertEqual(load_json(os.path.join(self.tmp, "part", "run.json"))["step"], stopped)
         status, resumed, err = run_main("--resume", os.path.join(self.tmp, "part", "run.json"))
         self.assertEqual(status, 0, err)
 
@@ -107,8 +256,7 @@ class TestCtrlCThenResume(TempDirTestCase, unittest.TestCase):
         path = os.path.join(self.tmp, "part", "run.json")
         run_main("--data", self.data, "--steps", 40, "--n-embd", 8, "--n-head", 2, "--eval-every", 10,
                  "--samples", 0, "--save", path, "--save-every", 20)
-        with open(path) as f:
-            state = json.load(f)
+        state = load_json(path)
         state["step"], state["adam"]["t"] = 20, 20                    # as if stopped at step 20
         state["metrics"]["train"] = state["metrics"]["train"][:20]
         state["metrics"]["eval"] = state["metrics"]["eval"][:2]
@@ -127,6 +275,7 @@ DAMAGES = [("deleted", DELETE), ("null", None), ("a string", "x"), ("a boolean",
            ("infinity", math.inf), ("-infinity", -math.inf), ("negative", -1), ("zero", 0), ("huge", 10 ** 12),
            ("an empty list", []), ("an object", {})]
 NEVER_VALID = {"a boolean", "NaN", "infinity", "-infinity", "an object"}
+OPTIONAL = {s.name for s in workbench.SETTINGS if s.group in ("watching", "saving", "sampling")}   # default if missing
 
 
 def damage_points(state):
@@ -183,12 +332,12 @@ class TestDamagedCheckpoints(TempDirTestCase, unittest.TestCase):
         self.addCleanup(os.chdir, cwd)
         # Whatever a damaged checkpoint asks for, the harness presses Ctrl-C after two training steps or
         # three samples, so a valid but long run (10^12 steps or samples) ends like a user's.
-        on_step, sample = microgpt.Monitor.on_step, microgpt.sample
+        on_step, sample = workbench.Watch.on_step, microgpt.sample
         calls = {"samples": 0}
 
-        def stop_after_two(monitor, *a):
-            monitor.stop_requested = monitor.step_done + 1 - monitor.start_step >= 2
-            return on_step(monitor, *a)
+        def stop_after_two(watch, *a):
+            watch.stop.requested = watch.step_done + 1 - watch.r.step >= 2
+            return on_step(watch, *a)
 
         def interrupt_after_three(*a, **k):
             calls["samples"] += 1
@@ -196,8 +345,8 @@ class TestDamagedCheckpoints(TempDirTestCase, unittest.TestCase):
                 raise KeyboardInterrupt
             return sample(*a, **k)
 
-        microgpt.Monitor.on_step, microgpt.sample = stop_after_two, interrupt_after_three
-        self.addCleanup(setattr, microgpt.Monitor, "on_step", on_step)
+        workbench.Watch.on_step, microgpt.sample = stop_after_two, interrupt_after_three
+        self.addCleanup(setattr, workbench.Watch, "on_step", on_step)
         self.addCleanup(setattr, microgpt, "sample", sample)
         self.calls = calls
 
@@ -229,7 +378,7 @@ class TestDamagedCheckpoints(TempDirTestCase, unittest.TestCase):
                 for mode in ("--load", "--resume"):
                     with self.subTest(field=where, damage=name, mode=mode):
                         got = self.outcome(text, mode)
-                        optional = path[:1] == ("settings",) and path[1:2] and path[1] in microgpt.WATCH_DEFAULTS
+                        optional = path[:1] == ("settings",) and path[1:2] and path[1] in OPTIONAL
                         required = not optional and path[:2] != ("metrics", "eval")
                         if name in NEVER_VALID or (name == "deleted" and required):
                             self.assertEqual(got, "error")
@@ -248,8 +397,11 @@ class TestDamagedCheckpoints(TempDirTestCase, unittest.TestCase):
         cases = {"empty": "", "truncated early": text[:50], "truncated late": text[:-3], "a list": "[1, 2]",
                  "a number": "42", "a string": '"checkpoint"', "nested 100,000 deep": "[" * 100_000 + "]" * 100_000,
                  "object nested 100,000 deep": '{"a":' * 100_000 + "1" + "}" * 100_000,
-                 "another format": text.replace(microgpt.CHECKPOINT_FORMAT, "microgpt checkpoint 1"),
-                 "a 5000-digit number": text.replace('"step": 3', '"step": ' + "9" * 5000)}
+                 "another format": text.replace(workbench.CHECKPOINT_FORMAT, "microgpt checkpoint 1"),
+                 "a 5000-digit number": text.replace('"step": 3', '"step": ' + "9" * 5000),
+                 "a 400-digit step": json.dumps(damaged(text, ("step",), 10 ** 400)),
+                 "a 400-digit weight": json.dumps(damaged(text, ("params", "wte", 0, 0), 10 ** 400)),
+                 "a 400-digit Adam v": json.dumps(damaged(text, ("adam", "v", 0), -10 ** 400))}
         for name, content in cases.items():
             for mode in ("--load", "--resume"):
                 with self.subTest(case=name, mode=mode):
@@ -273,25 +425,25 @@ class TestDamagedCheckpoints(TempDirTestCase, unittest.TestCase):
 # ---- crash safety
 
 SAVER = """
-import json, random, sys
+import random, sys
 sys.path.insert(0, {root!r})
-import microgpt
+import microgpt, workbench
 path = sys.argv[1]
-gpt = microgpt.GPT(27, 32, 4, 2, 16, random.Random(0))
+settings = {{**{{s.name: s.default for s in workbench.kept(microgpt.Engine)}}, "n_embd": 32, "n_layer": 2,
+            "block_size": 16, "data": "names.txt", "save": path}}
 tokenizer = microgpt.Tokenizer([chr(97 + i) for i in range(26)])
-settings = {{**microgpt.DEFAULTS, **microgpt.WATCH_DEFAULTS, "n_embd": 32, "n_layer": 2, "block_size": 16,
-            "data": "names.txt", "save": path}}
+engine = microgpt.Engine(settings, tokenizer, random.Random(0))
 texts = []
-for step in (1, 2):               # two checkpoints, as save_checkpoint writes them, one step apart
-    optimizer = microgpt.Adam(gpt.params)
-    optimizer.t = step
-    metrics = {{"train": [[i + 1, 1.0, 0.01, 1.0, 1.0, 1.0, None, 0] for i in range(step)], "eval": []}}
-    microgpt.save_checkpoint(path, gpt, tokenizer, optimizer, random.Random(0), step, settings, metrics)
-    texts.append(open(path).read())
+for step in (1, 2):               # two checkpoints, as a run writes them, one step apart
+    engine.optimizer.t = step
+    row = dict(zip(workbench.TRAIN_FIELDS, [0, 1.0, 0.01, 1.0, 1.0, 1.0, None, 0]))
+    metrics = {{"train": [dict(row, step=i + 1) for i in range(step)], "eval": []}}
+    texts.append(workbench.checkpoint_text(engine.state(), tokenizer.chars, settings, step,
+                                           random.Random(0).getstate(), metrics))
 print("ready", flush=True)
 n = 0
 while True:                       # save after save through the same atomic write, until killed
-    microgpt.write_atomically(path, texts[n % 2])
+    workbench.write_atomically(path, texts[n % 2])
     n += 1
 """
 
@@ -319,16 +471,19 @@ class TestKilledWhileSaving(TempDirTestCase, unittest.TestCase):
             finally:
                 watchdog.cancel()
             with self.subTest(kill=kill):
-                state = microgpt.load_checkpoint(path)      # complete and valid, or this raises
+                state = workbench.load_checkpoint(path)     # complete and valid, or this raises
                 self.assertIn(state["step"], (1, 2))        # the old checkpoint or the new one
         leftovers = [name for name in os.listdir(self.tmp) if name != "run.json"]
         # a later save that completes leaves nothing behind, whatever the killed ones left
-        gpt = microgpt.GPT(27, 8, 2, 1, 8, random.Random(0))
-        settings = {**microgpt.DEFAULTS, **microgpt.WATCH_DEFAULTS, "n_embd": 8, "n_head": 2, "data": "x"}
-        microgpt.save_checkpoint(path, gpt, microgpt.Tokenizer([chr(97 + i) for i in range(26)]),
-                                 microgpt.Adam(gpt.params), random.Random(0), 0, settings, {"train": [], "eval": []})
+        settings = {**{s.name: s.default for s in workbench.kept(microgpt.Engine)}, "n_embd": 8, "n_head": 2,
+                    "data": "x"}
+        tokenizer = microgpt.Tokenizer([chr(97 + i) for i in range(26)])
+        engine = microgpt.Engine(settings, tokenizer, random.Random(0))
+        workbench.write_atomically(path, workbench.checkpoint_text(engine.state(), tokenizer.chars, settings, 0,
+                                                                   random.Random(0).getstate(),
+                                                                   {"train": [], "eval": []}))
         self.assertEqual(os.listdir(self.tmp), ["run.json"], f"left by the killed saves: {leftovers}")
-        self.assertEqual(microgpt.load_checkpoint(path)["step"], 0)
+        self.assertEqual(workbench.load_checkpoint(path)["step"], 0)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,17 @@
-"""The scalar autograd engine: every operation's value and gradient, and backward on deep graphs."""
+"""The scalar autograd engine: every primitive operation's value and gradient, backward on deep graphs, the
+tape and no_grad, and each fused node of the model against the same function built from primitives."""
+import gc
 import math
+import random
 import unittest
 
-from support import microgpt
+try:
+    import tracemalloc
+except ImportError:                 # PyPy
+    tracemalloc = None
+
+from support import assert_all_close, gpt as make_gpt, microgpt, sample, schedule, tiny_gpt
+import reference.atomic as ref  # (support puts the project on the path)
 
 Value = microgpt.Value
 
@@ -91,6 +100,32 @@ class TestBackward(unittest.TestCase):
         self.assertEqual(a.grad, 12.0)
 
 
+class TestGraph(unittest.TestCase):
+    def test_every_value_once_each_after_what_it_was_made_from(self):
+        """Bugs: a node emitted before its children (backward would pass on an unfinished gradient); the
+        leaves left out (the gradient check finds the parameters a document reaches through them)."""
+        a, b = Value(2.0), Value(3.0)
+        c = a * b
+        d = c + a
+        e = d * c
+        order = e.graph()
+        self.assertEqual(len(order), 5)
+        self.assertEqual({id(v) for v in order}, {id(v) for v in (a, b, c, d, e)})
+        at = {id(v): i for i, v in enumerate(order)}
+        for v in order:
+            for children, _ in v._groups:
+                for child in children:
+                    self.assertLess(at[id(child)], at[id(v)])
+        self.assertIs(order[-1], e)
+
+    def test_a_chain_of_100000_nodes_needs_no_recursion(self):
+        x = Value(1.0)
+        y = x
+        for _ in range(100_000):
+            y = y + 1.0
+        self.assertEqual(len(y.graph()), 200_001)           # each + makes a node and its constant 1.0
+
+
 class TestTape(unittest.TestCase):
     """The tape's rules, each at its edge (Tape's docstring states them)."""
 
@@ -157,6 +192,189 @@ class TestTape(unittest.TestCase):
                 y = y * 1.0 + 0.0
         tape.backward(y)
         self.assertEqual((len(tape.nodes), x.grad), (0, 1.0))
+
+
+class TestEachNodeEqualsItsPrimitiveComposition(unittest.TestCase):
+    """Value and every child's gradient, fused vs built from + * / ** exp log, to 1e-12 relative."""
+
+    def compare(self, fused, atomic, inputs, n_out=1):
+        results = []
+        for build in (fused, atomic):
+            xs = [Value(x) for x in inputs]
+            outs = build(xs)
+            outs = outs if isinstance(outs, list) else [outs]
+            # a random weighting of the outputs, so every output's gradient path is exercised
+            weights = random.Random(3).sample([0.3, -1.7, 2.2, 0.9, -0.4, 1.1, -2.5, 0.05] * 8, len(outs))
+            (ref.dot(outs, [Value(w) for w in weights]) if len(outs) > 1 else outs[0]).backward()
+            results.append(([o.data for o in outs], [x.grad for x in xs]))
+        (fused_values, fused_grads), (atomic_values, atomic_grads) = results
+        assert_all_close(self, fused_values, atomic_values, 1e-12)
+        assert_all_close(self, fused_grads, atomic_grads, 1e-12)
+
+    def random_vectors(self, n, scales=(1.0, 5.0)):
+        """Random inputs at a few scales, then large positive and large negative ones (where exp would
+        overflow or underflow without the max-subtraction). The spread stays small enough that no
+        probability rounds to exactly 0 or 1, where both sides' gradients are rounding noise."""
+        rng = random.Random(n)
+        for scale in scales:
+            yield [rng.gauss(0.0, scale) for _ in range(n)]
+        for offset in (1000.0, -700.0):
+            yield [offset + rng.gauss(0.0, 3.0) for _ in range(n)]
+
+    def test_dot(self):
+        for v in self.random_vectors(16):
+            self.compare(lambda xs: microgpt.dot(xs[:8], xs[8:]), lambda xs: ref.dot(xs[:8], xs[8:]), v)
+
+    def test_total(self):
+        for v in self.random_vectors(9):
+            self.compare(microgpt.total, ref.total, v)
+
+    def test_linear(self):
+        for v in self.random_vectors(4 + 12):
+            w = lambda xs: [xs[4 + 4 * i:8 + 4 * i] for i in range(3)]    # 3 rows of 4
+            floats = lambda rows: [[x.data for x in row] for row in rows]
+            self.compare(lambda xs: microgpt.linear(xs[:4], w(xs), floats(w(xs))),
+                         lambda xs: ref.linear(xs[:4], w(xs)), v)
+
+    def test_softmax(self):
+        for v in self.random_vectors(7):
+            self.compare(microgpt.softmax, ref.softmax, v)
+
+    def test_softmax_with_temperature(self):
+        # moderate logits only: at 1000 +- 3 the reference's own z / T rounds away 1e-13 of each logit,
+        # more than the tolerance; the fused node divides (z - max z) instead and is the accurate one
+        for t in (0.5, 2.0):
+            for v in list(self.random_vectors(5))[:2]:
+                self.compare(lambda xs: microgpt.softmax(xs, t), lambda xs: ref.softmax([x / t for x in xs]), v)
+
+    def test_rmsnorm(self):
+        for v in self.random_vectors(8, scales=(0.01, 1.0, 300.0)):     # rmsnorm has no softmax
+            self.compare(microgpt.rmsnorm, ref.rmsnorm, v)
+
+    def test_cross_entropy(self):
+        for v in self.random_vectors(27):
+            for target in (0, 13, 26):
+                self.compare(lambda xs: microgpt.cross_entropy(xs, target),
+                             lambda xs: ref.cross_entropy(xs, target), v)
+
+    def test_cross_entropy_by_hand(self):
+        # logits (1, 2, 0.5, -1), target 1: sum of exps 12.12394, p_1 = 0.609460, loss -ln p_1 = 0.495182
+        z = [Value(x) for x in (1.0, 2.0, 0.5, -1.0)]
+        loss = microgpt.cross_entropy(z, 1)
+        loss.backward()
+        self.assertAlmostEqual(loss.data, 0.495182, places=6)
+        self.assertAlmostEqual(z[1].grad, 0.609460 - 1.0, places=6)     # p_target - 1
+        self.assertAlmostEqual(sum(x.grad for x in z), 0.0, places=15)  # the gradients sum to zero
+
+    def test_uniform_logits_give_ln_vocab_size(self):
+        self.assertEqual(microgpt.cross_entropy([Value(0.0)] * 27, 5).data, math.log(27))
+
+
+class TestTapeAgainstSearch(unittest.TestCase):
+    """Training runs on a Tape; Value.backward() searches the graph. Both must give the same numbers."""
+
+    def test_loss_and_every_gradient_to_1e_12(self):
+        for gpt in (tiny_gpt(), make_gpt(27, seed=5)):
+            tokens = [gpt.vocab_size - 1, 3, 1, 4, 1, 0, 2, 2, gpt.vocab_size - 1]
+            searched = microgpt.document_loss(gpt, tokens)
+            searched.backward()
+            want = [p.grad for p in gpt.params]
+            for p in gpt.params:
+                p.grad = 0.0
+            with microgpt.Tape() as tape:
+                taped = microgpt.document_loss(gpt, tokens)
+            tape.backward(taped)
+            self.assertEqual(taped.data, searched.data)
+            assert_all_close(self, [p.grad for p in gpt.params], want, 1e-12)
+
+    def test_twenty_training_steps_to_1e_9(self):
+        docs = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia"]
+        tokenizer = microgpt.Tokenizer.from_docs(docs)
+        runs = []
+        for taped in (True, False):
+            gpt = make_gpt(tokenizer.vocab_size, n_layer=2, seed=42)
+            adam = microgpt.Adam(gpt.params)
+            losses = []
+            for i in range(20):
+                batch = [tokenizer.encode(docs[(2 * i + j) % len(docs)]) for j in range(2)]
+                lr = schedule(i, 20, 0.01)
+                if taped:
+                    losses.append(microgpt.train_step(gpt, adam, batch, lr, None)[0])
+                else:                                   # the same step, with the searching backward()
+                    n = sum(min(gpt.block_size, len(t) - 1) for t in batch)
+                    doc_losses = [microgpt.total(microgpt.document_losses(gpt, t)) / n for t in batch]
+                    for loss in doc_losses:
+                        loss.backward()
+                    losses.append(sum(loss.data for loss in doc_losses))
+                    adam.step(lr)
+            runs.append((losses, [p.data for p in gpt.params]))
+        (losses_a, params_a), (losses_b, params_b) = runs
+        assert_all_close(self, losses_a, losses_b, 1e-9)
+        assert_all_close(self, params_a, params_b, 1e-9)
+        self.assertLess(losses_a[-1], losses_a[0])
+
+
+class TestNoGraphKeptAlive(unittest.TestCase):
+    def setUp(self):
+        if tracemalloc is None and self._testMethodName != "test_no_grad_builds_no_graph":
+            self.skipTest("this Python has no tracemalloc")
+
+    def traced_growth(self, run, warmup, rounds):
+        """Bytes allocated by microgpt.py's code and still alive after warmup + rounds calls of run(),
+        beyond those alive after warmup calls. Traced throughout, so the floats each call replaces
+        count on both sides; other code (another thread, a library) is filtered out."""
+        only_microgpt = [tracemalloc.Filter(True, microgpt.__file__)]
+
+        def alive():
+            gc.collect()
+            return sum(t.size for t in tracemalloc.take_snapshot().filter_traces(only_microgpt).traces)
+
+        tracemalloc.start()
+        try:
+            for _ in range(warmup):
+                run()
+            before = alive()
+            for _ in range(rounds):
+                run()
+            return alive() - before
+        finally:
+            tracemalloc.stop()
+
+    def test_memory_does_not_grow_across_training_steps(self):
+        tokenizer = microgpt.Tokenizer.from_docs(["annabelle"])
+        gpt = make_gpt(tokenizer.vocab_size)
+        adam = microgpt.Adam(gpt.params)
+        tokens = tokenizer.encode("annabelle")
+        growth = self.traced_growth(lambda: microgpt.train_step(gpt, adam, [tokens], 0.01, None), 5, 30)
+        self.assertLess(growth, 20_000)          # one step's graph alone is over a megabyte
+
+    def test_a_graph_recorded_but_never_back_propagated_is_freed_with_its_tape(self):
+        tokenizer = microgpt.Tokenizer.from_docs(["annabelle"])
+        gpt = make_gpt(tokenizer.vocab_size)
+        tokens = tokenizer.encode("annabelle")
+
+        def forgotten():
+            with microgpt.Tape():
+                microgpt.document_loss(gpt, tokens)     # recorded, then never back-propagated
+
+        self.assertLess(self.traced_growth(forgotten, 3, 20), 20_000)    # one graph is over a megabyte
+
+    def test_memory_does_not_grow_while_sampling(self):
+        tokenizer = microgpt.Tokenizer.from_docs(["ab", "ba"])
+        gpt = make_gpt(tokenizer.vocab_size)
+        rng = random.Random(0)
+        growth = self.traced_growth(lambda: sample(gpt, tokenizer, rng), 20, 200)
+        self.assertLess(growth, 20_000)
+
+    def test_no_grad_builds_no_graph(self):
+        a = Value(2.0)
+        with microgpt.no_grad():
+            b = microgpt.dot([a, a], [a, Value(3.0)])
+        self.assertEqual((b.data, b._groups), (10.0, ()))
+        self.assertTrue(Value.grad_enabled)
+        c = a * a
+        c.backward()
+        self.assertEqual(a.grad, 4.0)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Looking inside: samples while training, --explain, --gradcheck, the update ratio in the log, the plot."""
+"""Looking inside a model: --explain (beliefs, attention, one step traced), --gradcheck, and the plot of a
+run's log."""
 import contextlib
 import csv
 import importlib.util
@@ -10,11 +11,11 @@ import random
 import re
 import unittest
 
-import atomic_reference as ref
-from support import FEW_NAMES, FewNamesCase, ROOT, microgpt, run_main, write_file
+from support import (FEW_NAMES, FewNamesCase, ROOT, gpt as make_gpt, inside, microgpt, replaced, run_main,
+                     workbench, write_file)
+import reference.atomic as ref  # (support puts the project on the path)
 
 Value = microgpt.Value
-TIMES = re.compile(r"\d+\.\d (s|min)( left)?|\d+\.\d ms/step")
 
 spec = importlib.util.spec_from_file_location("plot", os.path.join(ROOT, "tools", "plot.py"))
 plot = importlib.util.module_from_spec(spec)
@@ -22,47 +23,11 @@ spec.loader.exec_module(plot)
 
 
 class InsideCase(FewNamesCase, unittest.TestCase):
-    pass
+    SMALL = ["--n-embd", 8, "--n-head", 2, "--eval-every", 10, "--print-every", 1]
 
 
-class TestSamplesWhileTraining(InsideCase):
-    RUN = ["--steps", 30, "--eval-every", 10, "--samples", 4, "--temperature", 0.9]
-
-    def test_they_change_nothing_else(self):
-        """Bug: drawing them from the run's own generator (rng) shifts the final samples and the state."""
-        outputs, states = [], []
-        for n in (0, 5):
-            path = os.path.join(self.tmp, f"run{n}.json")
-            out = self.ok(*self.RUN, "--eval-samples", n, "--save", path)
-            outputs.append([TIMES.sub("<time>", line).replace(path, "<path>") for line in out.splitlines()])
-            with open(path) as f:
-                states.append(json.load(f))
-        without, with_samples = outputs
-        samples = [line for line in with_samples if line.startswith("  samples at step")]
-        self.assertEqual([line.split(":")[0] for line in samples],
-                         ["  samples at step 10", "  samples at step 20", "  samples at step 30"])
-        self.assertEqual([line for line in with_samples if line not in samples], without)
-        for key in ("params", "adam", "rng_state", "step"):
-            self.assertTrue(states[0][key] == states[1][key], key)
-        self.assertNotIn("samples at step", "\n".join(without))
-
-    def test_each_evaluation_has_a_generator_of_its_own_from_seed_and_step(self):
-        """Bug: one generator for all evaluations (then 2 and 5 samples per evaluation would drift apart)."""
-        found = {}
-        for n in (2, 5):
-            out = self.ok(*self.RUN, "--eval-samples", n)
-            found[n] = [line.split(": ", 1)[1].split(", ") for line in out.splitlines()
-                        if line.startswith("  samples at step")]
-        self.assertEqual([texts[:2] for texts in found[5]], found[2])
-        self.assertNotEqual(found[5][0], found[5][1])
-
-    def test_a_count_out_of_range_is_refused(self):
-        """Drawn inside a training step, where Ctrl-C only asks to stop after the step: a huge count could never
-        be interrupted (PyPy's list of 10^12 fails at once; CPython's would run for ever)."""
-        for count in (-1, 101, 10 ** 12):
-            status, out, err = run_main("--data", self.data, "--eval-samples", count)
-            self.assertEqual(status, 2)
-            self.assertIn(f"--eval-samples must be between 0 and 100, got {count}", err)
+def losses_of(text):
+    return [float(x) for x in re.findall(r"^step +\d+ / +\d+ \| loss (\d+\.\d+)", text, re.M)]
 
 
 def attention_by_hand(gpt, tokens):
@@ -91,10 +56,10 @@ class TestExplain(InsideCase):
     def setUp(self):
         super().setUp()
         self.tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
-        self.gpt = microgpt.GPT(self.tokenizer.vocab_size, n_embd=8, n_head=2, n_layer=2, rng=random.Random(7))
+        self.gpt = make_gpt(self.tokenizer.vocab_size, n_embd=8, n_head=2, n_layer=2, seed=7)
         self.adam = microgpt.Adam(self.gpt.params)
         self.tokens = self.tokenizer.encode("emma")
-        self.x = microgpt.explain_document(self.gpt, self.tokenizer, self.adam, "emma", 0.01)
+        self.x = inside.explain_document(self.gpt, self.tokenizer, self.adam, "emma", 0.01)
 
     def test_the_positions_against_the_atomic_reference(self):
         """Bugs: p(target) or the top 3 read at the wrong position; softmax with a temperature left on."""
@@ -129,7 +94,7 @@ class TestExplain(InsideCase):
     def test_the_traced_step_and_that_nothing_changed(self):
         """Bugs: the trial step left in place; the gradient of one matrix reported for another."""
         params_before = [p.data for p in self.gpt.params]
-        twin = microgpt.GPT(self.tokenizer.vocab_size, n_embd=8, n_head=2, n_layer=2, rng=random.Random(7))
+        twin = make_gpt(self.tokenizer.vocab_size, n_embd=8, n_head=2, n_layer=2, seed=7)
         loss = microgpt.document_loss(twin, self.tokens)
         loss.backward()
         step = self.x["step"]
@@ -171,13 +136,131 @@ class TestExplain(InsideCase):
                                                     "does not know: ë"))
 
 
+class TestExplainPrinted(InsideCase):
+    def test_trace_table_of_a_document(self):
+        out = self.ok("--explain", "emma")
+        table = out[out.index("explain 'emma'"):].splitlines()
+        rows = [r for r in table if re.match(r" +\d+ \|", r)]
+        self.assertEqual(len(rows), 5)                                  # e m m a BOS: 5 predictions
+        self.assertRegex(rows[0], r"^ +0 \|   BOS \(21\) \|   'e' \( 4\) \|   0\.\d{4}  \|   \d\.\d{4}    \| ")
+        self.assertRegex(rows[4], r"^ +4 \|   'a' \( 0\) \|   BOS \(21\) \|   0\.\d{4}  \|   \d\.\d{4}    \| ")
+        losses = [float(r.split("|")[4]) for r in rows]
+        for row, loss in zip(rows, losses):                             # p(target) printed = exp(-loss)
+            self.assertAlmostEqual(float(row.split("|")[3]), math.exp(-loss), delta=1e-4)
+        mean = float(re.search(r"mean loss (\d\.\d+) over 5 positions", out).group(1))
+        self.assertAlmostEqual(mean, sum(losses) / 5, delta=0.0001)
+        self.assertIn(f"ln 22 = {math.log(22):.4f}", out)
+        self.assertEqual(losses_of(out), [])                           # exits without training
+
+    def test_default_document_is_the_first_training_document(self):
+        docs = list(FEW_NAMES)
+        random.Random(42).shuffle(docs)
+        out = self.ok("--explain")
+        self.assertIn(f"explain {docs[3]!r}", out)                      # 3 validation docs come first
+
+    def test_a_document_longer_than_block_size_is_cut(self):
+        out = self.ok("--explain", "charlotte", "--block-size", 4)
+        self.assertIn("cut: block_size 4 leaves out the last 6 target(s)", out)
+
+
+
+class TestTheTracedStepIsTheNextOne(InsideCase):
+    """The step --explain traces is the one training would take next, at the learning rate it prints."""
+
+    def traced(self, *argv, steps=None):
+        """(explain's output, the checkpoint's state, the update ratios printed) for a model trained with
+        argv and saved; `steps` makes the checkpoint's run that long, so that it stopped mid-way."""
+        path = os.path.join(self.tmp, "model.json")
+        self.ok(*argv, "--samples", 0, "--save", path)
+        if steps:
+            with open(path) as f:
+                raw = json.load(f)
+            raw["settings"]["steps"] = steps
+            write_file(self.tmp, "model.json", json.dumps(raw))
+        out = self.ok("--load", path, "--explain", "ava")
+        printed = {m: float(r) for m, r in re.findall(r"^  (\S+) +\d+\.\d{6} +(-?\d+\.\d\d)$", out, re.M)}
+        self.assertEqual(len(printed), 9)
+        return out, workbench.load_checkpoint(path), printed
+
+    def by_hand(self, state, lr):
+        """log10 of each matrix's update ratio for Adam's step t + 1 from the checkpoint's m, v and t."""
+        tokenizer = microgpt.Tokenizer(state["chars"])
+        engine = microgpt.Engine(state["settings"], tokenizer, random.Random(0), state)
+        microgpt.document_loss(engine.gpt, tokenizer.encode("ava")).backward()
+        adam, t, i, ratios = state["adam"], state["adam"]["t"] + 1, 0, {}
+        for name, mat in engine.gpt.state_dict.items():
+            params = [p for row in mat for p in row]
+            update = []
+            for p in params:
+                m = 0.85 * adam["m"][i] + 0.15 * p.grad
+                v = 0.99 * adam["v"][i] + 0.01 * p.grad ** 2
+                update.append(lr * (m / (1 - 0.85 ** t)) / (math.sqrt(v / (1 - 0.99 ** t)) + 1e-8))
+                i += 1
+            ratios[name] = math.log10(math.sqrt(sum(u * u for u in update) / sum(p.data ** 2 for p in params)))
+        return ratios
+
+    def test_mid_run_with_adams_real_step_count_and_the_schedules_learning_rate(self):
+        """Bugs: a trial Adam of t = 0 (the bias correction of step 1, not of step 13); the peak learning rate
+        traced in the middle of a run."""
+        out, state, printed = self.traced("--steps", 12, "--warmup-steps", 3, "--min-lr", 0.001, steps=40)
+        lr = microgpt.lr_schedule(12, 40, 0.01, 3, 0.001)
+        self.assertIn("(model at step 12): tokens", out)
+        self.assertIn(f"learning rate {lr:.5f}", out)
+        for name, ratio in self.by_hand(state, lr).items():
+            self.assertAlmostEqual(printed[name], ratio, delta=0.006)
+
+    def test_a_finished_run_with_a_floor_under_its_learning_rate(self):
+        """Bug: the printed learning rate is not the one used (the schedule's min_lr used, the peak printed)."""
+        out, state, printed = self.traced("--steps", 12, "--min-lr", 0.004)
+        self.assertIn("(model at step 12, the end of its run: its step traced at the peak lr)", out)
+        self.assertIn("learning rate 0.01000", out)
+        for name, ratio in self.by_hand(state, 0.01).items():
+            self.assertAlmostEqual(printed[name], ratio, delta=0.006)
+        low = self.by_hand(state, 0.004)
+        self.assertTrue(any(abs(printed[name] - low[name]) > 0.1 for name in low))   # the two are told apart
+
+
 class TestGradcheck(InsideCase):
     def test_passes_on_the_default_model(self):
         status, out, err = run_main("--gradcheck", "emma")
         self.assertEqual(status, 0, err)
         self.assertRegex(out, r"gradcheck passed: the worst relative error is \d\.\de-\d\d \(\S+\), under the "
                               r"tolerance 1e-04")
-        self.assertEqual(len(re.findall(r"^  (layer0\.\w+|wte|wpe|lm_head) +\d+ / \d+ ", out, re.M)), 9)
+        rows = re.findall(r"^  (layer0\.\w+|wte|wpe|lm_head) +(\d+) \( *(\d+)\) / +(\d+) / (\d+) ", out, re.M)
+        self.assertEqual(len(rows), 9)
+        counts = {name: tuple(map(int, row)) for name, *row in rows}
+        self.assertEqual(counts["wte"], (64, 64, 64, 432))           # 4 letters read (BOS e m a) x n_embd 16
+        self.assertEqual(counts["wpe"], (80, 80, 80, 128))           # 5 positions x 16
+        self.assertEqual(counts["lm_head"][1:], (100, 432, 432))     # every logit: all reached, 100 sampled
+
+    def test_it_checks_the_entries_the_document_reaches_and_counts_them(self):
+        """Bug: sampling from every entry of a matrix (rows of wte the document lacks have gradient 0 on both
+        sides, and would pass whatever backward() does)."""
+        gpt = make_gpt(7, n_embd=4, n_head=2, n_layer=1, block_size=4, seed=1)
+        tokens = [6, 2, 2, 0, 5, 1, 6]                              # cut to block 4: reads 6 2 2 0
+        report = inside.gradient_check(gpt, tokens, random.Random(0))
+        self.assertEqual({k: report["wte"][k] for k in ("checked", "reached", "total")},
+                         {"checked": 12, "reached": 12, "total": 28})          # rows 6, 2, 0
+        self.assertEqual(report["wpe"]["reached"], 16)
+        self.assertEqual(report["lm_head"]["reached"], 28)
+        for name, m in report.items():
+            self.assertLessEqual(m["nonzero"], m["checked"])
+            self.assertEqual(m["checked"], min(m["reached"], 100))
+
+    def test_the_worst_error_of_a_matrix_is_the_largest_not_the_last(self):
+        """Bug: `worst = e` in the loop (the last entry checked is reported). One wrong gradient, on the first
+        entry of wte that the document reaches, must be the matrix's worst."""
+        gpt = make_gpt(7, n_embd=4, n_head=2, n_layer=1, block_size=4, seed=1)
+        original = Value.backward
+
+        def wrong_by_one_entry(loss, order=None):
+            original(loss, order)
+            gpt.state_dict["wte"][6][0].grad += 0.01
+
+        with replaced(Value, "backward", wrong_by_one_entry):
+            report = inside.gradient_check(gpt, [6, 2, 2, 0, 5, 1, 6], random.Random(0))
+        self.assertGreater(report["wte"]["worst"], 1e-3)
+        self.assertLess(max(m["worst"] for name, m in report.items() if name != "wte"), 1e-4)
 
     def planted(self, cls, name, wrong):
         original = getattr(cls, name)
@@ -206,36 +289,6 @@ class TestGradcheck(InsideCase):
                                                     "does not know: -1x"))
 
 
-class TestHealthInTheLog(InsideCase):
-    def test_update_ratio_and_clipping_per_step(self):
-        """Bugs: the ratio measured against the weights after the step; clipped written the wrong way round."""
-        log = os.path.join(self.tmp, "run.csv")
-        snapshots = []
-        original = microgpt.train_step
-
-        def train_step(gpt, opt, batch, lr, clip):
-            before = [p.data for p in gpt.params]
-            result = original(gpt, opt, batch, lr, clip)
-            after = [p.data for p in gpt.params]
-            snapshots.append((math.sqrt(sum((a - b) ** 2 for a, b in zip(after, before)) / sum(b * b for b in before)),
-                              result[1]))
-            return result
-
-        microgpt.train_step = train_step
-        try:
-            self.ok("--steps", 12, "--samples", 0, "--grad-clip", 1.45, "--log", log)
-        finally:
-            microgpt.train_step = original
-        with open(log, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r["kind"] == "train"]
-        self.assertEqual(len(rows), 12)
-        for row, (ratio, norm) in zip(rows, snapshots):
-            self.assertAlmostEqual(float(row["update_ratio"]), ratio, places=12)
-            self.assertEqual(row["clipped"], "1" if norm > 1.45 else "0")
-            self.assertEqual(row["grad_clip"], "1.45")
-        self.assertEqual({r["clipped"] for r in rows}, {"0", "1"})            # both cases occur here
-
-
 class TestPlot(InsideCase):
     def test_reads_a_real_log(self):
         log = os.path.join(self.tmp, "run.csv")
@@ -247,12 +300,22 @@ class TestPlot(InsideCase):
         self.assertEqual(len(run["update_ratio"]), 25)
         self.assertEqual(run["grad_clip"], 2.5)
 
+    def test_the_clipped_steps_are_those_whose_gradient_was_clipped(self):
+        """Bug: `if row["clipped"]:` (the string '0' is true, so every step would count as clipped)."""
+        log = os.path.join(self.tmp, "run.csv")
+        self.ok("--steps", 12, "--eval-every", 10, "--samples", 0, "--grad-clip", 1.45, "--log", log)
+        with open(log, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["kind"] == "train"]
+        clipped = [int(r["step"]) for r in rows if r["clipped"] == "1"]
+        self.assertTrue(0 < len(clipped) < 12, clipped)                  # both kinds of step occur
+        self.assertEqual(plot.read_log(log)["clipped"], clipped)
+
     def test_bad_logs_are_one_line_and_status_2(self):
         cases = {"missing.csv": (None, "not found"),
                  "foreign.csv": ("a,b\n1,2\n", "is not a microgpt log"),
-                 "short.csv": (",".join(microgpt.CSV_COLUMNS) + "\ntrain" + ",1" * 12 + "\n",
+                 "short.csv": (",".join(workbench.CsvLog.COLUMNS) + "\ntrain" + ",1" * 12 + "\n",
                                "a plot needs at least 2"),
-                 "bad.csv": (",".join(microgpt.CSV_COLUMNS) + "\ntrain,1,x" + ",1" * 10 + "\n", "loss is 'x'")}
+                 "bad.csv": (",".join(workbench.CsvLog.COLUMNS) + "\ntrain,1,x" + ",1" * 10 + "\n", "loss is 'x'")}
         for name, (text, says) in cases.items():
             with self.subTest(log=name):
                 path = os.path.join(self.tmp, name)

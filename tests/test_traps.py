@@ -1,10 +1,12 @@
-"""traps.py: a fair comparison (its correct loop is microgpt.train, exactly) and every symptom as stated."""
+"""traps.py: a fair comparison (its correct loop is microgpt.train, exactly), every symptom as stated, and the
+report's numbers those of the runs."""
 import math
 import os
 import random
+import re
 import unittest
 
-from support import NAMES, ROOT, microgpt, run_main as run
+from support import NAMES, ROOT, TempDirTestCase, gpt as make_gpt, microgpt, run_main as run, workbench, write_file
 
 import traps
 
@@ -17,9 +19,9 @@ class TestTheCorrectLoopIsMicrogpts(unittest.TestCase):
         tokenizer = microgpt.Tokenizer.from_docs(FEW)
         runs = []
         for loop in ("microgpt", "traps"):
-            gpt = microgpt.GPT(tokenizer.vocab_size, n_layer=2, rng=random.Random(3))
+            gpt = make_gpt(tokenizer.vocab_size, n_layer=2, seed=3)
             if loop == "microgpt":
-                losses = microgpt.train(gpt, microgpt.Adam(gpt.params), tokenizer, FEW, 24, 0.01, batch_size=3)
+                losses = microgpt.train(gpt, microgpt.Adam(gpt.params), tokenizer, FEW, 24, 0.01, 0, 0.0, 3, None)
             else:
                 losses = [h[0] for h in traps.train(gpt, tokenizer, FEW, 24, 0.01, batch_size=3)]
             runs.append((losses, [p.data for p in gpt.params]))
@@ -27,15 +29,14 @@ class TestTheCorrectLoopIsMicrogpts(unittest.TestCase):
         self.assertEqual(runs[0][1], runs[1][1])
 
     def test_the_start_is_microgpts_start(self):
-        """traps.setup and run_one begin where microgpt.py's prepare() begins: the same split and weights."""
+        """traps.setup and run_one begin where a run of microgpt.py begins: the same split and weights."""
         start = traps.setup(NAMES, 42)
-        args = microgpt.parse_args([])
-        r = microgpt.prepare(args, lambda *a: None)
+        r = workbench.prepare(workbench.parse_args([]), microgpt.Engine, log=lambda *a: None)
         self.assertEqual((start[1], start[2]), (r.train_docs, r.val_docs))
         rng = random.Random()
         rng.setstate(start[0])
-        gpt = microgpt.GPT(start[3].vocab_size, rng=rng)
-        self.assertEqual([p.data for p in gpt.params], [p.data for p in r.gpt.params])
+        gpt = microgpt.GPT(start[3].vocab_size, 16, 4, 1, 8, rng)
+        self.assertEqual(gpt.weights(), r.engine.weights())
 
 
 class TestEverySymptomAsStated(unittest.TestCase):
@@ -71,9 +72,9 @@ class TestEverySymptomAsStated(unittest.TestCase):
     def test_schedule_per_document(self):
         correct, trapped, text = self.check("schedule-per-document")
         # the last document of the last batch is document 99 * 4 + 3: the cosine has come back to the peak
-        self.assertEqual(trapped["history"][-1][2], microgpt.lr_schedule(99 * 4 + 3, 100, traps.LR))
+        self.assertEqual(trapped["history"][-1][2], microgpt.lr_schedule(99 * 4 + 3, 100, traps.LR, 0, 0.0))
         self.assertGreater(trapped["history"][-1][2], 0.99 * traps.LR)
-        self.assertEqual(correct["history"][-1][2], microgpt.lr_schedule(99, 100, traps.LR))
+        self.assertEqual(correct["history"][-1][2], microgpt.lr_schedule(99, 100, traps.LR, 0, 0.0))
 
     def test_fresh_adam(self):
         correct, trapped, text = self.check("fresh-adam")
@@ -92,6 +93,25 @@ class TestEverySymptomAsStated(unittest.TestCase):
     def test_sum_not_mean(self):
         correct, trapped, text = self.check("sum-not-mean")
         self.assertIn("no visible effect", text)
+
+    def test_the_report_prints_the_runs_numbers_in_their_columns(self):
+        """Bug: two columns of the report's table swapped (the correct run's beside the trapped one's), which
+        nothing else that is printed would show."""
+        lines = []
+        correct, trapped = self.runs["high-lr"]
+        traps.report("high-lr", correct, trapped, self.vocab_size, lines.append)
+        rows = [line.split() for line in lines if re.match(r"^ +\d+ +\d+\.\d{4} ", line)]
+        window = lambda run, at: run["history"][max(0, at - 20):at]
+        mean = lambda run, at, i: sum(h[i] for h in window(run, at)) / len(window(run, at))
+        self.assertEqual([int(row[0]) for row in rows], [20, 50, 100, 120, 150, 200])
+        for row in rows:
+            at = int(row[0])
+            last_c, last_t = correct["history"][at - 1], trapped["history"][at - 1]
+            want = [f"{mean(correct, at, 0):.4f}", f"{mean(trapped, at, 0):.4f}", f"{last_c[1]:.2f}",
+                    f"{last_t[1]:.2f}", f"{last_c[2]:.5f}", f"{last_t[2]:.5f}", f"{last_c[3]:.4f}", f"{last_t[3]:.4f}"]
+            self.assertEqual(row[1:], want)
+        self.assertIn(f"validation loss, 100 held-out names: {correct['val']:.4f} correct, {trapped['val']:.4f} "
+                      f"trapped", "\n".join(lines))
 
 
 class TestTheTrapsAreVisible(unittest.TestCase):
@@ -113,6 +133,16 @@ class TestTheTrapsAreVisible(unittest.TestCase):
         status, out, err = run("zero-grad-early", "--data", os.path.join(ROOT, "nope.txt"), main=traps.main)
         self.assertEqual(status, 2)
         self.assertIn("not found", err)
+
+
+class TestBadData(TempDirTestCase, unittest.TestCase):
+    def test_a_file_too_small_for_the_traps_is_one_line(self):
+        """Bug: no check, so a run with nothing held out divides by zero in evaluate() (a traceback)."""
+        four = write_file(self.tmp, "four.txt", "emma\nava\nmia\nzoe\n")
+        status, out, err = run("high-lr", "--data", four, main=traps.main)
+        self.assertEqual(status, 2)
+        self.assertEqual(err.strip(), f"traps: error: {four} has 4 document(s); the traps hold out a tenth of them "
+                                      f"for validation and need at least 5")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,12 @@
 block in the file's own order.
 
 The prose of a block is the run of full-line comments above its code and, for a function or class, its
-docstring: the docstring leaves the code column (a marker shows where it was) and is set as prose, its
-formulas with simple typographic symbols. A block starts at each comment run, each top-level function or
-class, and each method with a docstring. A comment rule (a line of dashes or equals signs) followed by a
-comment opens a section; the section after the `# ====` rule (the tooling) is folded away. The code is
-highlighted with the standard library's tokenize. Every section, class and function has a stable anchor
-(#sec-4, #cls-GPT, #fn-softmax, #fn-Value.backward), and the page opens with the contents and the
+docstring: the docstring leaves the code column and is set as prose, its formulas with simple typographic
+symbols. A block starts at each comment run, each top-level function or class, and each method with a
+docstring. A comment rule (a line of dashes or equals signs) followed by a comment opens a section; one
+opened by a `# ====` rule is folded away. The code is highlighted with the standard library's tokenize.
+Every section, class and function has a stable anchor (#sec-4, #cls-GPT, #fn-softmax,
+#fn-Value.backward), and the page opens with the contents and the
 README's concept map, whose entries link to them. The page also shows numbers measured as it is built:
 the `--explain emma` table (section 5) and the size of one training step's graph (section 3).
 One file, inline CSS, no script, no network.
@@ -64,68 +64,83 @@ def definitions(source):
     return found, module
 
 
-def parse(source):
-    """Sections of the source: a list of dicts {title, number, folded, blocks}. A block is a dict {note: comment
-    texts, doc: (qualified name, docstring) or None, code: list of (line number, line), line None for the
-    docstring marker}. Line numbers count from 1."""
-    lines = source.splitlines()
-    defs, module = definitions(source)
-    in_docstring = {n: span for _, _, doc, span in defs.values() if span for n in range(span[0], span[1] + 1)}
-    if module:
-        in_docstring.update({n: module[1] for n in range(module[1][0], module[1][1] + 1)})
-    sections = [{"title": "", "folded": False, "blocks": []}]
-    block = {"note": [], "doc": None, "code": []}
+class Reader:
+    """Reads the source line by line into sections of blocks (parse())."""
 
-    def close():
-        nonlocal block
-        while block["code"] and block["code"][-1][1] is not None and not block["code"][-1][1].strip():
+    def __init__(self, source):
+        self.lines = source.splitlines()
+        self.defs, self.module = definitions(source)
+        self.in_docstring = {n: span for _, _, doc, span in self.defs.values() if span
+                             for n in range(span[0], span[1] + 1)}
+        if self.module:
+            self.in_docstring.update({n: self.module[1] for n in range(self.module[1][0], self.module[1][1] + 1)})
+        self.sections = [{"title": "", "folded": False, "blocks": []}]
+        self.block = {"note": [], "doc": None, "code": []}
+
+    def close(self):
+        """End the block being read: it joins the current section if it holds anything."""
+        block = self.block
+        while block["code"] and not block["code"][-1][1].strip():
             block["code"].pop()                     # trailing blank lines separate, they explain nothing
         if block["note"] or block["code"] or block["doc"]:
-            sections[-1]["blocks"].append(block)
-        block = {"note": [], "doc": None, "code": []}
+            self.sections[-1]["blocks"].append(block)
+        self.block = {"note": [], "doc": None, "code": []}
 
-    i = 0
-    while i < len(lines):
-        n, line = i + 1, lines[i]
-        rule = RULE.match(line)
-        if rule and i + 1 < len(lines) and is_comment(lines[i + 1]):
-            close()
-            sections.append({"title": comment_text(lines[i + 1]), "folded": rule.group(1) == "=", "blocks": []})
-            i += 2
-            while i < len(lines) and lines[i].strip() == "#":
-                i += 1                              # the empty comment between heading and paragraph
-            continue
-        if n in in_docstring:
-            span = in_docstring[n]
-            if module and span == module[1]:
-                block["doc"] = ("", module[0])
-            else:
-                block["code"].append((n, None))     # the marker: the docstring is in the prose column
-                block["indent"] = line[:len(line) - len(line.lstrip())]
-            i = span[1]
-            continue
+    def heading(self, i):
+        """If line i is a section's rule followed by its heading: open the section, return the next line's
+        index; else None."""
+        lines, rule = self.lines, RULE.match(self.lines[i])
+        if not (rule and i + 1 < len(lines) and is_comment(lines[i + 1])):
+            return None
+        self.close()
+        self.sections.append({"title": comment_text(lines[i + 1]), "folded": rule.group(1) == "=", "blocks": []})
+        i += 2
+        while i < len(lines) and lines[i].strip() == "#":
+            i += 1                                  # the empty comment between heading and paragraph
+        return i
+
+    def line(self, n, line):
+        """Line n (from 1), neither a heading nor in a docstring, into the block being read."""
+        code = self.block["code"]
         if is_comment(line):
-            if any(text is None or text.strip() for _, text in block["code"]):
-                close()
-            block["note"].append(comment_text(line))
-        elif DEF.match(line) and not (block["code"] and block["code"][-1][1] and
-                                      block["code"][-1][1].strip().startswith("@")):
-            d = defs.get(n) or next((defs[m] for m in range(n + 1, n + 4) if m in defs), None)
-            top_level = not line.startswith(" ")
-            if top_level or (d and d[2] is not None):
-                if any(text is None or text.strip() for _, text in block["code"]):
-                    close()
+            if any(text.strip() for _, text in code):
+                self.close()
+            self.block["note"].append(comment_text(line))
+        elif DEF.match(line) and not (code and code[-1][1].strip().startswith("@")):
+            d = self.defs.get(n) or next((self.defs[m] for m in range(n + 1, n + 4) if m in self.defs), None)
+            if not line.startswith(" ") or (d and d[2] is not None):     # top level, or documented
+                if any(text.strip() for _, text in code):
+                    self.close()
                 if d and d[2] is not None:
-                    block["doc"] = (d[1], d[2])
-            block["code"].append((n, line))
-        elif line.strip() or block["code"]:         # blank lines before a block's code are dropped
-            block["code"].append((n, line))
+                    self.block["doc"] = (d[1], d[2])
+            self.block["code"].append((n, line))
+        elif line.strip() or code:                  # blank lines before a block's code are dropped
+            code.append((n, line))
+
+
+def parse(source):
+    """Sections of the source: a list of dicts {title, id, folded, blocks}. A block is a dict {note: comment
+    texts, doc: (qualified name, docstring) or None, code: list of (line number, line)}. Line numbers count
+    from 1."""
+    reader, i = Reader(source), 0
+    while i < len(reader.lines):
+        after_heading = reader.heading(i)
+        if after_heading is not None:
+            i = after_heading
+            continue
+        span = reader.in_docstring.get(i + 1)
+        if span:
+            if reader.module and span == reader.module[1]:
+                reader.block["doc"] = ("", reader.module[0])
+            i = span[1]                             # the docstring is in the prose column, not the code's
+            continue
+        reader.line(i + 1, reader.lines[i])
         i += 1
-    close()
-    numbered = [s for s in sections if s["title"] or s["blocks"]]
+    reader.close()
+    numbered = [s for s in reader.sections if s["title"] or s["blocks"]]
     for s in numbered:
         m = re.match(r"(\d+)\. ", s["title"])
-        s["id"] = f"sec-{m.group(1)}" if m else "sec-tooling" if s["folded"] else "sec-preamble"
+        s["id"] = f"sec-{m.group(1)}" if m else f"sec-folded-{len(numbered)}" if s["folded"] else "sec-preamble"
     return numbered
 
 
@@ -250,22 +265,23 @@ def doc_html(name, doc):
 def measure(microgpt):
     """The numbers the page shows, computed now: the `--explain emma` table of the default model (seed 42)
     and the size of one training step's graph, microgpt's and the classic engine's."""
-    sys.path.insert(0, os.path.join(HERE, "bench"))
-    import bench
-    import classic
+    sys.path.insert(0, HERE)
+    from reference import classic, graph_size
     docs = microgpt.load_docs(os.path.join(HERE, "names.txt"))
     rng = random.Random(42)
     rng.shuffle(docs)
     tokenizer = microgpt.Tokenizer.from_docs(docs)
-    gpt = microgpt.GPT(tokenizer.vocab_size, rng=rng)
-    x = microgpt.explain_document(gpt, tokenizer, microgpt.Adam(gpt.params), "emma", 0.01)
+    d = microgpt.DEFAULTS
+    gpt = microgpt.GPT(tokenizer.vocab_size, d["n_embd"], d["n_head"], d["n_layer"], d["block_size"], rng)
+    import inside
+    x = inside.explain_document(gpt, tokenizer, microgpt.Adam(gpt.params), "emma", microgpt.DEFAULTS["lr"])
     name = lambda t: "BOS" if t == tokenizer.BOS else tokenizer.chars[t]
     rows = [(t, name(inp), name(target), p, loss, [(name(i), q) for i, q in top3])
             for t, (inp, target, p, loss, top3) in enumerate(x["positions"])]
     tokens = tokenizer.encode(docs[0])
-    nodes, edges = bench.graph_size(microgpt.document_loss(gpt, tokens), gpt.params)
+    nodes, edges = graph_size(microgpt.document_loss(gpt, tokens), gpt.params)
     model = classic.ClassicGPT.from_microgpt(gpt)
-    classic_nodes, classic_edges = bench.graph_size(classic.document_loss(model, tokens), model.params)
+    classic_nodes, classic_edges = graph_size(classic.document_loss(model, tokens), model.params)
     return {"explain": rows, "vocab_size": tokenizer.vocab_size, "doc": docs[0], "graph": (nodes, edges),
             "classic": (classic_nodes, classic_edges)}
 
@@ -297,7 +313,7 @@ def graph_figure(facts):
 
 def concept_rows(readme):
     """[(concept, [(label, target)])] from the README's table 'Where each idea is explained'; a target is
-    a section number, 'Tooling', or a name of microgpt.py."""
+    a section number or a name of microgpt.py."""
     table = readme[readme.index("### Where each idea is explained"):]
     table = table[:table.index("\n## ")]
     rows = []
@@ -306,15 +322,13 @@ def concept_rows(readme):
         if len(cells) != 2 or cells[0] in ("concept", "---"):
             continue
         places = [(name, name) for name in re.findall(r"`([\w.]+)`", cells[1])]
-        sections = re.findall(r"(\d)\. \w+|(Tooling)", cells[1])
-        places = places or [(cells[1].split("›")[0].strip().rstrip(","), a or b) for a, b in sections[:1]]
+        sections = re.findall(r"(\d+)\. \w+", cells[1])
+        places = places or [(cells[1].split("›")[0].strip().rstrip(","), number) for number in sections[:1]]
         rows.append((cells[0], places))
     return rows
 
 
 def anchor_of(target, defs):
-    if target == "Tooling":
-        return "sec-tooling"
     if target.isdigit():
         return f"sec-{target}"
     kind = next((k for k, name, _, _ in defs.values() if name == target), "fn")
@@ -352,7 +366,6 @@ code { font: 0.85em Menlo, Consolas, 'DejaVu Sans Mono', monospace; background: 
 sub, sup { font-size: 0.72em; line-height: 0; }
 .k { color: #7a3e9d; } .s { color: #2e7d32; } .c { color: #8a6d3b; font-style: italic; } .n { color: #b4521e; }
 .d { color: #1d4f91; font-weight: bold; }
-.marker { color: #9a917a; font-style: italic; }
 .ln { color: #b0a98f; font-size: 11px; float: right; font-family: Menlo, Consolas, monospace; }
 figure.measured { margin: 10px 0 14px; padding: 8px 12px; background: #eef3f8; border-left: 3px solid #1d4f91; }
 figure.measured table { border-collapse: collapse; font: 13px Menlo, Consolas, 'DejaVu Sans Mono', monospace; }
@@ -383,47 +396,48 @@ details > summary { cursor: pointer; font-size: 21px; font-weight: bold; margin:
 """
 
 
+def block_html(block, defs, spans):
+    """One block: its prose and its code, side by side."""
+    note = note_html(block["note"]) + (doc_html(*block["doc"]) if block["doc"] else "")
+    lines = []
+    for n, line in block["code"]:
+        text = code_line(line, spans.get(n, []))
+        if n in defs:
+            kind, qualname = defs[n][0], defs[n][1]
+            text = f'<span id="{kind}-{html.escape(qualname)}">{text}</span>'
+        lines.append(text)
+    first = next((n for n, _ in block["code"]), "")
+    code = (f'<div class="code"><span class="ln">{first}</span><pre>{chr(10).join(lines)}</pre></div>'
+            if block["code"] else '<div class="code"></div>')
+    return f'<div class="block" id="L{first}"><div class="note">{note}</div>{code}</div>'
+
+
+def section_html(section, defs, spans, facts):
+    """One section of the page, with the measured figures where they belong."""
+    name = section["title"] or "Preamble: what microgpt is and how to read it"
+    blocks = [block_html(block, defs, spans) for block in section["blocks"]]
+    if section["id"] == "sec-3":                        # after the engine: what it builds, measured
+        blocks.append(graph_figure(facts))
+    if section["id"] == "sec-5":                        # before document_losses, whose docstring quotes it
+        at = next(i for i, b in enumerate(section["blocks"])
+                  if any(line.startswith("def document_losses") for _, line in b["code"]))
+        blocks.insert(at, explain_figure(facts))
+    inner = "\n".join(blocks)
+    if section["folded"]:
+        return (f'<details id="{section["id"]}"><summary>{html.escape(name)}</summary>\n'
+                f'<p class="print-note">(Folded: open it before printing to print it.)</p>\n{inner}\n</details>')
+    return f'<section id="{section["id"]}"><h2>{html.escape(name)}</h2>\n{inner}\n</section>'
+
+
 def render(source, readme, facts, title="microgpt.py"):
     """The reading page for `source`, as a string of HTML, with the concept map of `readme` and the
     numbers of measure() in `facts`."""
     sections = parse(source)
     defs, _ = definitions(source)
     spans = highlight_spans(source)
-    toc, body = [], []
-    for section in sections:
-        name = section["title"] or "Preamble: what microgpt is and how to read it"
-        blocks = []
-        for block in section["blocks"]:
-            note = note_html(block["note"]) + (doc_html(*block["doc"]) if block["doc"] else "")
-            lines = []
-            for n, line in block["code"]:
-                if line is None:
-                    lines.append(f'<span class="marker">{block.get("indent", "")}""" the docstring: beside, '
-                                 f'as prose """</span>')
-                    continue
-                text = code_line(line, spans.get(n, []))
-                if n in defs:
-                    kind, qualname = defs[n][0], defs[n][1]
-                    text = f'<span id="{kind}-{html.escape(qualname)}">{text}</span>'
-                lines.append(text)
-            first = next((n for n, _ in block["code"]), "")
-            code = (f'<div class="code"><span class="ln">{first}</span><pre>{chr(10).join(lines)}</pre></div>'
-                    if block["code"] else '<div class="code"></div>')
-            blocks.append(f'<div class="block" id="L{first}"><div class="note">{note}</div>{code}</div>')
-        if section["id"] == "sec-3":                        # after the engine: what it builds, measured
-            blocks.append(graph_figure(facts))
-        if section["id"] == "sec-5":                        # before document_losses, whose docstring quotes it
-            at = next(i for i, b in enumerate(section["blocks"])
-                      if any(line and line.startswith("def document_losses") for _, line in b["code"]))
-            blocks.insert(at, explain_figure(facts))
-        inner = "\n".join(blocks)
-        if section["folded"]:
-            body.append(f'<details id="{section["id"]}"><summary>{html.escape(name)}</summary>\n'
-                        f'<p class="print-note">(Folded: open it before printing to print it.)</p>\n'
-                        f'{inner}\n</details>')
-        else:
-            body.append(f'<section id="{section["id"]}"><h2>{html.escape(name)}</h2>\n{inner}\n</section>')
-        toc.append(f'<li><a href="#{section["id"]}">{html.escape(name)}</a></li>')
+    body = [section_html(section, defs, spans, facts) for section in sections]
+    name = lambda section: section["title"] or "Preamble: what microgpt is and how to read it"
+    toc = [f'<li><a href="#{section["id"]}">{html.escape(name(section))}</a></li>' for section in sections]
     link = lambda label, target: (f'<a href="#{anchor_of(target, defs)}">'
                                   + (f"<code>{html.escape(label)}</code>" if label == target else html.escape(label))
                                   + "</a>")
@@ -435,8 +449,10 @@ def render(source, readme, facts, title="microgpt.py"):
 <body>
 <header><h1>{html.escape(title)}</h1>
 <p>The prose beside the code it explains (above it, on a narrow screen), in the file's own order: the comments
-above each block, and each function's docstring, set as prose. The algorithm ends with section 8, sampling; the tooling
-after it is folded away (click its heading to open it).</p>
+above each block, and each function's docstring, set as prose. The algorithm ends with section 8, sampling; section 9
+assembles it into one run, and section 10 is the interface <a href="../workbench.py">workbench.py</a> drives. The
+workbench (options, checkpoints, watching a run) serves the person running the model and is not on this page; its
+docstring describes it.</p>
 <p>Generated from the source by tools/make_docs.py: every line of code appears once, in order.</p></header>
 <nav><div><h2>Contents</h2><ol>{"".join(toc)}</ol></div>
 <div><h2>Where each idea is explained</h2><table>{concepts}</table></div></nav>

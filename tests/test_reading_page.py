@@ -1,4 +1,4 @@
-"""The side-by-side reading page (tools/make_docs.py) and the numbers the annotations quote."""
+"""The reading page of microgpt.py (tools/make_docs.py) and the numbers the annotations quote."""
 import ast
 import html.parser
 import importlib.util
@@ -8,14 +8,13 @@ import random
 import re
 import unittest
 
-from support import NAMES, ROOT, SCRIPT, microgpt
+from support import NAMES, ROOT, SCRIPT, gpt as make_gpt, microgpt, workbench
+import reference.atomic as atomic_reference  # (support puts the project on the path)
+from reference import classic, graph_size
 
 spec = importlib.util.spec_from_file_location("make_docs", os.path.join(ROOT, "tools", "make_docs.py"))
 make_docs = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(make_docs)
-spec = importlib.util.spec_from_file_location("bench", os.path.join(ROOT, "bench", "bench.py"))
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
 
 RULE = re.compile(r"^# ?([-=])\1{20,}\s*$")
 
@@ -42,7 +41,7 @@ class Page(html.parser.HTMLParser):
             self.blocks.append({"note": "", "code": ""})
         elif tag == "div" and css in ("note", "code"):
             self.where = css
-        elif tag == "span" and css in ("ln", "marker"):
+        elif tag == "span" and css == "ln":
             self.where = "skip"
         elif tag in ("h2", "summary") and not self.in_nav:
             self.headings.append("")
@@ -142,7 +141,7 @@ class TestReadingPage(unittest.TestCase):
             words, found = re.findall(r"[A-Za-z]{5,}", doc), iter(re.findall(r"[A-Za-z]{5,}", note))
             self.assertTrue(all(word in found for word in words), f"{name}: its docstring is not all in the prose")
             checked += 1
-        self.assertGreater(checked, 60)
+        self.assertGreater(checked, 40)
         module = microgpt.__doc__.split("\n")[0]
         self.assertIn(normalise(module), normalise(self.blocks[0]["note"]))
 
@@ -170,12 +169,14 @@ class TestReadingPage(unittest.TestCase):
             checked += 1
         self.assertGreaterEqual(checked, 40)
 
-    def test_sections_in_order_the_tooling_folded_and_every_definition_anchored(self):
+    def test_sections_in_order_and_every_definition_anchored(self):
         titles = [h.split(":")[0] for h in self.parsed.headings]
         self.assertEqual(titles, ["Preamble", "1. Dataset", "2. Tokenizer", "3. Autograd", "4. Model", "5. Loss",
-                                  "6. Optimizer", "7. Training", "8. Sampling", "Tooling"])
-        self.assertRegex(self.page, r'<details id="sec-tooling"><summary>Tooling')
-        for n in range(1, 9):
+                                  "6. Optimizer", "7. Training", "8. Sampling", "9. One run",
+                                  "10. The engine interface"])
+        self.assertNotIn("<details", self.page)                 # the page is the algorithm: nothing folded away
+        self.assertIn('<a href="../workbench.py">workbench.py</a>', self.page)
+        for n in range(1, 11):
             self.assertIn(f"sec-{n}", self.parsed.ids)
         defs, _ = docstrings()
         for name, _, _, kind in defs.values():
@@ -201,7 +202,7 @@ class TestReadingPage(unittest.TestCase):
         rng = random.Random(42)
         rng.shuffle(docs)
         tokenizer = microgpt.Tokenizer.from_docs(docs)
-        gpt = microgpt.GPT(tokenizer.vocab_size, rng=rng)
+        gpt = microgpt.GPT(tokenizer.vocab_size, 16, 4, 1, 8, rng)
         losses = [x.data for x in microgpt.document_losses(gpt, tokenizer.encode("emma"))]
         figure = self.parsed.figures["fig-explain"]
         rows = re.findall(r"(\d) \| (\S+) \| (\S+) \| (\d\.\d{4}) \| (\d\.\d{4}) \|", figure)
@@ -210,10 +211,22 @@ class TestReadingPage(unittest.TestCase):
         self.assertEqual([float(r[3]) for r in rows], [round(math.exp(-x), 4) for x in losses])
         self.assertEqual([(r[1], r[2]) for r in rows], [("BOS", "e"), ("e", "m"), ("m", "m"), ("m", "a"), ("a", "BOS")])
         self.assertIn(f"mean loss {sum(losses) / 5:.4f} over 5 positions", figure)
-        nodes, edges = bench.graph_size(microgpt.document_loss(gpt, tokenizer.encode(docs[0])), gpt.params)
+        nodes, edges = graph_size(microgpt.document_loss(gpt, tokenizer.encode(docs[0])), gpt.params)
         self.assertIn(f"one training step on {docs[0]}", self.parsed.figures["fig-graph"])
         self.assertIn(f"{nodes:,} nodes and {edges:,} edges", self.parsed.figures["fig-graph"])
         self.assertEqual((nodes, edges), (1878, 37882))
+
+    def test_the_classic_engines_counts_on_the_page(self):
+        """Bug: the classic engine's node and edge counts swapped on the page (or microgpt's shown twice)."""
+        docs = microgpt.load_docs(NAMES)
+        rng = random.Random(42)
+        rng.shuffle(docs)
+        tokenizer = microgpt.Tokenizer.from_docs(docs)
+        model = classic.ClassicGPT.from_microgpt(microgpt.GPT(tokenizer.vocab_size, 16, 4, 1, 8, rng))
+        nodes, edges = graph_size(classic.document_loss(model, tokenizer.encode(docs[0])), model.params)
+        figure = " ".join(self.parsed.figures["fig-graph"].split())
+        self.assertIn(f"{nodes:,} nodes and {edges:,} edges, {round(nodes / 1878)} times the nodes", figure)
+        self.assertNotEqual(nodes, edges)
 
     def test_formulas_are_typeset(self):
         """Worked out by hand: what the docstrings' formulas become on the page."""
@@ -243,10 +256,10 @@ class TestConceptsMap(unittest.TestCase):
         table = readme[readme.index("### Where each idea is explained"):readme.index("## Playing with it")]
         rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
         self.assertGreaterEqual(len(rows), 24)
-        headings = [make_docs.comment_text(line) for line in source_lines() if re.match(r"# \d\. |# Tooling", line)]
+        headings = [make_docs.comment_text(line) for line in source_lines() if re.match(r"# \d+\. ", line)]
         for row in rows:
             where = row.split("|")[2]
-            for section in re.findall(r"(\d\. \w+|Tooling)", where):
+            for section in re.findall(r"(\d+\. \w+)", where):
                 self.assertTrue(any(h.startswith(section) for h in headings), f"no section {section}")
             for name in re.findall(r"`([\w.]+)`", where):
                 obj = microgpt
@@ -261,7 +274,7 @@ class TestQuotedNumbers(unittest.TestCase):
     def test_vocabulary_parameters_and_baseline(self):
         docs = microgpt.load_docs(NAMES)
         tokenizer = microgpt.Tokenizer.from_docs(docs)
-        gpt = microgpt.GPT(tokenizer.vocab_size)
+        gpt = make_gpt(tokenizer.vocab_size)
         text = "\n".join(source_lines())
         self.assertEqual((len(docs), docs[0], tokenizer.vocab_size, tokenizer.BOS), (29910, "emma", 27, 26))
         self.assertIn("names.txt: 29,910 names, 'emma' first", text)
@@ -273,21 +286,20 @@ class TestQuotedNumbers(unittest.TestCase):
         self.assertEqual(tokenizer.encode("emma")[1:-1], [4, 12, 12, 0])
 
     def test_graph_sizes_quoted_for_the_fused_nodes(self):
-        import atomic_reference
         docs = microgpt.load_docs(NAMES)
         random.Random(42).shuffle(docs)
         tokenizer = microgpt.Tokenizer.from_docs(docs)
-        gpt = microgpt.GPT(tokenizer.vocab_size, block_size=16, rng=random.Random(1))
+        gpt = make_gpt(tokenizer.vocab_size, block_size=16, seed=1)
         tokens = tokenizer.encode(docs[0])
-        sizes = [bench.graph_size(loss_fn(gpt, tokens), gpt.params)[0]       # nodes, as make bench counts
+        sizes = [graph_size(loss_fn(gpt, tokens), gpt.params)[0]       # nodes, as make bench counts
                  for loss_fn in (atomic_reference.document_loss, microgpt.document_loss)]
         self.assertEqual((docs[0], sizes), ("emet", [39443, 1878]))
         self.assertIn("that is 39,443 nodes instead of 1,878", "\n".join(source_lines()))
 
     def test_the_trace_table_in_document_losses(self):
         out = []
-        args = microgpt.parse_args(["--explain", "emma"])
-        status = microgpt.run(args, log=out.append)
+        args = workbench.parse_args(["--explain", "emma"])
+        status = workbench.run(args, log=out.append)
         self.assertEqual(status, 0)
         traced = [float(line.split("|")[4]) for line in out if re.match(r" +\d \|", line)]     # the loss column
         doc = microgpt.document_losses.__doc__

@@ -1,5 +1,6 @@
-"""The tensor twin, microgpt_torch.py, against microgpt.py: the same numbers, the same files, the same
-update on one process or two. Skipped, with the reason, where PyTorch is not installed."""
+"""The tensor twin, microgpt_torch.py, against microgpt.py: the same numbers (loss, gradients, clipping,
+validation loss, training), the same files, the same update on one process or two, and a command line
+that offers only what the twin does. Skipped, with the reason, where PyTorch is not installed."""
 import json
 import os
 import random
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import unittest
 
-from support import FEW_NAMES, ROOT, TempDirTestCase, microgpt, run_main, write_file
+from support import FEW_NAMES, ROOT, TempDirTestCase, gpt as make_gpt, microgpt, run_main, workbench, write_file
 
 try:
     import torch
@@ -32,8 +33,7 @@ def close(test, got, want, tol, what=""):
 class TestSameNumbers(unittest.TestCase):
     def setUp(self):
         self.tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
-        self.gpt = microgpt.GPT(self.tokenizer.vocab_size, n_embd=8, n_head=2, n_layer=2, block_size=8,
-                                rng=random.Random(5))
+        self.gpt = make_gpt(self.tokenizer.vocab_size, n_embd=8, n_head=2, n_layer=2, block_size=8, seed=5)
         self.model = twin.GPT(self.gpt.weights(), 2, torch.float64, torch.device("cpu"))
 
     def twin_grads(self):
@@ -60,7 +60,7 @@ class TestSameNumbers(unittest.TestCase):
         adam = microgpt.Adam(self.gpt.params)
         captured = {}
         adam.step = lambda lr: captured.update(grads=[p.grad for p in self.gpt.params])
-        loss, _ = microgpt.train_step(self.gpt, adam, batch, 0.01)      # the mean over all 24 tokens
+        loss, _ = microgpt.train_step(self.gpt, adam, batch, 0.01, None)     # the mean over all 24 tokens
         inputs, targets = twin.batch_tensors(batch, 8, torch.device("cpu"))
         self.assertEqual(tuple(inputs.shape), (4, 8))
         self.assertEqual(int((targets != twin.IGNORE).sum()), 24)
@@ -83,19 +83,49 @@ class TestSameNumbers(unittest.TestCase):
         self.assertTrue(states[0]["params"] == states[1]["params"], "the first weights differ")
         self.assertEqual(states[0]["rng_state"], states[1]["rng_state"])
 
-    def test_twenty_training_steps_to_1e_9(self):
+    def twenty_steps(self, grad_clip):
+        """20 steps of batch 3 (warmup 5, min_lr 0.001) in both, from the same weights: (microgpt's losses,
+        parameters and Adam's m, gradient norms), then the twin's (the same but the norms)."""
         docs = FEW_NAMES[:12]
-        s = dict(microgpt.DEFAULTS, **microgpt.WATCH_DEFAULTS, n_embd=8, n_head=2, n_layer=2, steps=20,
-                 batch_size=3, warmup_steps=3, min_lr=0.001)
-        losses = {"microgpt": [], "twin": []}
-        record = lambda name: (lambda step, loss, lr, norm, batch: losses[name].append(loss) and False)
-        microgpt.train(self.gpt, microgpt.Adam(self.gpt.params), self.tokenizer, docs, 20, 0.01, 3, 0.001, 3,
+        s = {**{x.name: x.default for x in workbench.settings_of(twin.Engine)}, "n_embd": 8, "n_head": 2,
+             "n_layer": 2, "dtype": "float64"}
+        adam = microgpt.Adam(self.gpt.params)
+        losses, norms = {"microgpt": [], "twin": []}, []
+        record = lambda name: (lambda step, loss, lr, norm, batch: losses[name].append(loss) or norms.append(norm))
+        microgpt.train(self.gpt, adam, self.tokenizer, docs, 20, 0.01, 5, 0.001, 3, grad_clip,
                        on_step=record("microgpt"))
-        twin.train(self.model, self.model, twin.adam(self.model), self.tokenizer, docs, s, 0, record("twin"),
-                   torch.device("cpu"))
-        close(self, losses["twin"], losses["microgpt"], 1e-9, "losses")
-        close(self, [x for p in self.model.w.values() for x in p.flatten().tolist()],
-              [p.data for p in self.gpt.params], 1e-9, "parameters")
+        engine = twin.Engine(s, self.tokenizer, random.Random(5))
+        engine.train(docs, 0, record("twin"), 20, 0.01, 5, 0.001, 3, grad_clip)
+        state = engine.state()
+        flat = [x for rows in state["params"].values() for row in rows for x in row]
+        return (losses["microgpt"], [p.data for p in self.gpt.params], adam.m, norms[:20]), \
+            (losses["twin"], flat, state["adam"]["m"])
+
+    def test_twenty_training_steps_to_1e_9(self):
+        (losses, params, m, _), (twin_losses, twin_params, twin_m) = self.twenty_steps(None)
+        close(self, twin_losses, losses, 1e-9, "losses")
+        close(self, twin_params, params, 1e-9, "parameters")
+        close(self, twin_m, m, 1e-9, "Adam's m")
+
+    def test_twenty_clipped_steps_to_1e_9(self):
+        """Bug: torch's clip_grad_norm_, which scales by clip / (norm + 1e-6) where microgpt scales by clip /
+        norm: 4e-8 apart in Adam's m after 20 steps."""
+        (losses, params, m, norms), (twin_losses, twin_params, twin_m) = self.twenty_steps(1.0)
+        self.assertTrue(any(n > 1.0 for n in norms) and any(n < 1.0 for n in norms), norms)   # some clipped
+        close(self, twin_losses, losses, 1e-9, "losses")
+        close(self, twin_params, params, 1e-9, "parameters")
+        close(self, twin_m, m, 1e-9, "Adam's m")
+
+    def test_the_validation_loss_is_the_mean_per_token(self):
+        """Bug: a twin that averages per document (or per batch of documents) instead of per predicted token."""
+        docs = ["ava", "charlotte", "mia", "isabella", "eleanor", "luna"] * 50          # 300: two chunks of 256
+        s = {**{x.name: x.default for x in workbench.settings_of(twin.Engine)}, "n_embd": 8, "n_head": 2,
+             "n_layer": 2, "dtype": "float64"}
+        engine = twin.Engine(s, self.tokenizer, random.Random(5))
+        got, n = engine.evaluate(docs)
+        want, n_want = microgpt.evaluate(self.gpt, self.tokenizer, docs)
+        self.assertEqual(n, n_want)
+        self.assertLessEqual(abs(got - want), 1e-10 * want)
 
 
 @unittest.skipIf(torch is None, "torch is not installed (optional; .ci/run installs it when pip can)")
@@ -191,10 +221,20 @@ class TestBadInput(TempDirTestCase, unittest.TestCase):
                                            "`pip install torch` (microgpt.py needs nothing)")
 
     @unittest.skipIf(torch is None, "torch is not installed")
+    def test_help_lists_only_what_the_twin_does(self):
+        """Bug: --explain and --gradcheck in the twin's --help (it has no inside module to answer them)."""
+        r = subprocess.run([sys.executable, TWIN, "--help"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for option in ("--device", "--dtype", "--steps", "--temperature", "--resume", "--log"):
+            self.assertIn(option, r.stdout)
+        self.assertNotIn("--explain", r.stdout)
+        self.assertNotIn("--gradcheck", r.stdout)
+
+    @unittest.skipIf(torch is None, "torch is not installed")
     def test_bad_options_are_one_line_and_status_2(self):
         cases = [(("--dtype", "float16"), "argument --dtype: invalid choice: 'float16'"),
                  (("--lr", -1), "--lr must be greater than 0, got -1.0"),
-                 (("--explain", "emma"), "--explain and --gradcheck are microgpt.py's"),
+                 (("--explain", "emma"), "unrecognized arguments: --explain emma"),
                  (("--resume", os.path.join(self.tmp, "nope.json")), "checkpoint"),
                  (("--device", "tpu9"), "--device tpu9:")]
         if not torch.cuda.is_available():

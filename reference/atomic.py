@@ -1,11 +1,13 @@
-"""The atomic reference: microgpt's GPT built only from the primitive ops of its own Value.
+"""The atomic reference: microgpt's GPT built only from the primitive operations of microgpt's own Value.
 
 This is how micrograd would write the model: every dot product a chain of `*` and `+`, every softmax
 separate `exp`, `+` and `/` nodes. It reads the same parameters (gpt.state_dict) as microgpt's fused
-model, so tests can hold each fused node, the whole forward pass and training to it, and `make bench`
-can time both engines on the same step. Not used by microgpt.py.
+model, so the tests hold each fused node, the whole forward pass and training to it: the fused nodes
+must compute exactly what the primitive operations would. It shares microgpt's Value, so it is no
+baseline for speed; `make bench` times the independent engines of classic.py instead. Not used by
+microgpt.py.
 """
-from support import microgpt
+import microgpt
 
 Value = microgpt.Value
 

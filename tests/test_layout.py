@@ -1,0 +1,158 @@
+"""The layout: microgpt.py is the algorithm and runs alone; workbench.py serves the person running it; one
+module and one Value class whichever file is the script; each default written once; files and functions
+of a size a reader can hold."""
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+import unittest
+
+from support import NAMES, ROOT, SCRIPT, TempDirTestCase, microgpt, workbench
+
+PROGRAMS = ["microgpt.py", "workbench.py", "inside.py", "microgpt_torch.py", "traps.py"]
+
+
+def project_files():
+    """Every Python file of the project (the programs, tests, tools, bench, reference)."""
+    found = []
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d != "__pycache__"]
+        found += [os.path.join(folder, f) for f in files if f.endswith(".py")]
+    return sorted(found)
+
+
+def parse(name):
+    with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+        return ast.parse(f.read())
+
+
+class TestMicrogptAlone(TempDirTestCase, unittest.TestCase):
+    def test_with_only_names_txt_beside_it_it_trains_and_samples_the_default_run(self):
+        """Bugs: microgpt.py needing workbench.py (an import at the top, a name it defines); a run of its own
+        that is not the default run (another order, other first weights, other samples)."""
+        for name in (SCRIPT, NAMES):
+            shutil.copy(name, self.tmp)
+        r = subprocess.run([sys.executable, "microgpt.py"], cwd=self.tmp, capture_output=True, text=True,
+                           timeout=300, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["microgpt.py", "names.txt"])   # nothing written
+        with open(os.path.join(ROOT, "tests", "data", "default_run.txt"), encoding="utf-8") as f:
+            recorded = f.read()
+        steps = lambda text: re.findall(r"^step +\d+ / +500 \| loss \d\.\d{4} \| lr \d\.\d{5}", text, re.M)
+        self.assertEqual(len(steps(r.stdout)), 500)
+        self.assertEqual(steps(r.stdout), steps(recorded))
+        samples = lambda text: re.findall(r"^sample +\d+: .*$", text, re.M)
+        self.assertEqual(samples(r.stdout), samples(recorded))
+        val = re.search(r"^eval  500 \|.*(val loss \d\.\d{4} \| val perplexity \d+\.\d\d)$", recorded, re.M).group(1)
+        self.assertIn(val, r.stdout)
+        self.assertIn("29,910 documents, vocab_size 27, 4,064 parameters", r.stdout)
+
+    def test_alone_it_refuses_options_in_one_line(self):
+        shutil.copy(SCRIPT, self.tmp)
+        r = subprocess.run([sys.executable, "microgpt.py", "--steps", "3"], cwd=self.tmp, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, "microgpt: error: options need workbench.py beside microgpt.py\n")
+
+
+COUNT_VALUES = """
+import gc, runpy, sys
+sys.argv = [{script!r}, "--steps", "2", "--samples", "1", "--n-embd", "4", "--n-head", "1", "--eval-every", "1"]
+try:
+    runpy.run_path({script!r}, run_name="__main__")
+except SystemExit as e:
+    assert e.code == 0, e.code
+values = [c for c in gc.get_objects() if isinstance(c, type) and c.__name__ == "Value" and hasattr(c, "tape")]
+print(len(values), sys.modules["microgpt"] is sys.modules["workbench"].microgpt,
+      sys.modules["workbench"].microgpt.Value is values[0])
+"""
+
+
+class TestOneModule(unittest.TestCase):
+    def test_run_as_a_script_there_is_one_value_class(self):
+        """Bug: the `sys.modules["microgpt"] = ...` line removed: workbench's `import microgpt` loads the file a
+        second time, a second Value class with its own tape and no_grad switch."""
+        r = subprocess.run([sys.executable, "-c", COUNT_VALUES.format(script=SCRIPT)], capture_output=True,
+                           text=True, timeout=120, cwd=ROOT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip().splitlines()[-1], "1 True True")
+
+
+class TestImports(unittest.TestCase):
+    def imports(self, name, top=False):
+        """The modules a file imports (`top`: at its top level only, not in functions or `if` blocks)."""
+        found = set()
+        for node in (parse(name).body if top else ast.walk(parse(name))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                found.add(node.module.split(".")[0])
+        return found
+
+    def test_microgpt_py_imports_only_what_the_algorithm_needs(self):
+        self.assertEqual(self.imports("microgpt.py", top=True), {"gc", "math", "operator", "os", "random", "sys"})
+        self.assertEqual(self.imports("microgpt.py") - self.imports("microgpt.py", top=True), {"workbench"})
+        self.assertEqual(self.imports("inside.py"), {"math", "microgpt"})
+
+    @unittest.skipUnless(hasattr(sys, "stdlib_module_names"), "this Python does not list its standard library")
+    def test_the_programs_import_only_the_standard_library_and_each_other(self):
+        ours = {name[:-3] for name in PROGRAMS}
+        for name in ("microgpt.py", "workbench.py", "inside.py", "traps.py"):
+            with self.subTest(file=name):
+                self.assertEqual(self.imports(name) - set(sys.stdlib_module_names) - ours, set())
+        self.assertEqual(self.imports("microgpt_torch.py") - set(sys.stdlib_module_names) - ours, {"torch"})
+
+
+class TestDeclaredOnce(unittest.TestCase):
+    def test_no_function_defaults_a_parameter_named_for_a_setting_to_its_default(self):
+        """Bugs of the kind this layout removed: `sample(..., temperature=0.5)`, `GPT(..., n_embd=16)`: a
+        second literal default, which drifts from the first when one of them is changed."""
+        defaults = {s.name: s.default for s in workbench.SETTINGS}
+        for name in PROGRAMS:
+            for node in ast.walk(parse(name)):
+                if not isinstance(node, (ast.FunctionDef, ast.Lambda)):
+                    continue
+                args = node.args.args[len(node.args.args) - len(node.args.defaults):]
+                for arg, default in zip(args, node.args.defaults):
+                    if arg.arg in defaults and isinstance(default, ast.Constant):
+                        self.assertNotEqual(default.value, defaults[arg.arg], f"{name}: {arg.arg}={default.value!r}")
+
+    def test_the_algorithms_settings_take_their_defaults_from_microgpt(self):
+        """Bug: Setting("temperature", 0.5, ...) in workbench.py beside DEFAULTS' 0.5 in microgpt.py."""
+        calls = [node for node in ast.walk(parse("workbench.py"))
+                 if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Setting"]
+        self.assertEqual(len(calls), len(workbench.SETTINGS))
+        for call in calls:
+            name = call.args[0].value
+            if name in microgpt.DEFAULTS:
+                default = call.args[1]
+                self.assertTrue(isinstance(default, ast.Subscript) and default.value.id == "D", name)
+                self.assertEqual(ast.literal_eval(default.slice), name)
+        self.assertEqual({s.name: s.default for s in workbench.SETTINGS if s.name in microgpt.DEFAULTS},
+                         microgpt.DEFAULTS)
+
+
+class TestSizes(unittest.TestCase):
+    def test_microgpt_py_is_at_most_800_lines(self):
+        with open(SCRIPT, encoding="utf-8") as f:
+            self.assertLessEqual(len(f.read().splitlines()), 800)
+
+    def test_no_function_is_longer_than_50_lines(self):
+        """A function that grows past a screen gets split by what it does. Every Python file of the project,
+        tests included."""
+        long = []
+        for path in project_files():
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    length = node.end_lineno - node.lineno + 1
+                    if length > 50:
+                        long.append(f"{os.path.relpath(path, ROOT)}:{node.lineno} {node.name} ({length} lines)")
+        self.assertEqual(long, [])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,1042 @@
+"""workbench.py: what serves the person running a GPT, around an engine that trains it.
+
+microgpt.py is the algorithm, read top to bottom; this file is the bench it runs on: each setting declared
+once (and the command line, the checks and the checkpoint derived from it), inputs checked whole before
+any work, checkpoints that resume exactly, a run watched as it trains (progress, validation, samples, a
+CSV log, periodic saves, Ctrl-C), the loss curve, and what looking inside a model found, printed. None
+of it changes what the model computes. `python3 microgpt.py [options]` runs it with microgpt.py's engine,
+`python3 microgpt_torch.py [options]` with the PyTorch twin's. Standard library only.
+
+The engine interface. An engine is a class (microgpt.Engine, microgpt_torch.Engine) that provides:
+
+  Engine(settings, tokenizer, rng, state=None)
+      a model sized by the settings n_embd, n_head, n_layer, block_size (and the engine's own options),
+      its first weights drawn from rng as microgpt.GPT draws them, and its optimizer; state, if given, is
+      what state() returned (from a checkpoint), put in their place
+  Engine.memory_needed(settings, vocab_size, training) -> bytes, from the settings alone
+  Engine.memory_available(settings) -> bytes, or None for this machine's memory
+  engine.n_params
+  engine.train(docs, start_step, on_step, steps, lr, warmup_steps, min_lr, batch_size, grad_clip)
+      optimizer steps start_step .. steps - 1 over docs (microgpt.train's walk and schedule); after each,
+      on_step(step, loss, lr, grad_norm, batch), and a true answer stops training. Raises
+      FloatingPointError, before the update, if the loss or the gradient is not finite
+  engine.evaluate(docs) -> (mean loss per predicted token in nats, the number of predicted tokens)
+  engine.sample(rng, temperature, top_k, prefix) -> one new document, drawn with rng
+  engine.weights() -> {parameter name: rows of floats}, microgpt.parameter_shapes' names and shapes
+  engine.state() -> {"params": weights(), "adam": {"t": steps taken, "m", "v": a float per parameter}}
+and, if it has them:
+  Engine.options: the Settings of its own (microgpt_torch: --device, --dtype)
+  Engine.inside: the name of a module with explain(engine, doc, lr) and gradcheck(engine, doc, rng)
+      (microgpt: inside.py); without one, --explain and --gradcheck are not offered
+  engine.about: a line for the header (microgpt_torch: its dtype and device)
+
+Both engines share microgpt.py's data path (documents, Tokenizer, split_docs), its parameter names and
+shapes, its learning-rate schedule and its checkpoint file, so the two train on the same documents from
+the same first weights, and a checkpoint from either runs in the other.
+"""
+import argparse
+import csv
+import importlib
+import json
+import math
+import os
+import random
+import signal
+import stat
+import sys
+import time
+
+import microgpt
+from inside import update_ratio
+
+
+class DataError(Exception):
+    """Bad input the user can fix (a missing file, an impossible option): main() prints the message on
+    one line and exits with status 2."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# 1. Settings, each declared once: its default, kind, rule, group and help. The command line, the
+# checks, what a checkpoint keeps and what --resume and --load take from one all come from here.
+
+class Setting:
+    """One setting of a run. name: its key (the option is --name with dashes); default (None: off);
+    kind: int, float or str; rule: (test, words) a value must pass; group: what it belongs to (GROUPS);
+    help: one line for --help; metavar: its value's name there; shown: what --help says the default is,
+    where the value alone does not say it; const: the value of the option given without one (--explain
+    alone); choices: the only values it may take."""
+
+    def __init__(self, name, default, kind, rule, group, help, metavar="N", shown=None, const=None,
+                 choices=None):
+        self.name, self.default, self.kind, self.rule, self.group = name, default, kind, rule, group
+        self.help, self.metavar, self.shown, self.const, self.choices = help, metavar, shown, const, choices
+
+    @property
+    def option(self):
+        return "--" + self.name.replace("_", "-")
+
+    def described(self):
+        """The help line, its default said from the declaration itself."""
+        default = self.default if self.shown is None else self.shown
+        if type(default) is float:
+            default = f"{default:g}"                        # 0.0 -> 0, 0.01 -> 0.01
+        return self.help if default is None or default == "" else f"{self.help} (default {default})"
+
+
+ANY = (lambda v: True, "")
+AT_LEAST_0, AT_LEAST_1 = (lambda v: v >= 0, "0 or more"), (lambda v: v >= 1, "at least 1")
+ABOVE_0, A_FILE_NAME = (lambda v: v > 0, "greater than 0"), (bool, "a file name")
+D = microgpt.DEFAULTS           # the algorithm's settings have their defaults where the algorithm is
+SETTINGS = [
+    Setting("data", D["data"], str, A_FILE_NAME, "data", "UTF-8 text file, one document per line", "PATH",
+            shown=f"{D['data']} beside this script, or the checkpoint's"),
+    Setting("seed", D["seed"], int, ANY, "split", "random seed; one seed, one run"),
+    Setting("val_fraction", D["val_fraction"], float, (lambda v: 0 <= v < 1, "at least 0 and less than 1"),
+            "split", "share of documents held out for validation, in [0, 1)", "X"),
+    Setting("n_embd", D["n_embd"], int, AT_LEAST_1, "model", "embedding width"),
+    Setting("n_head", D["n_head"], int, AT_LEAST_1, "model", "attention heads; must divide n_embd"),
+    Setting("n_layer", D["n_layer"], int, AT_LEAST_1, "model", "transformer layers"),
+    Setting("block_size", D["block_size"], int, (lambda v: v >= 2, "at least 2"), "model",
+            "positions per document, >= 2"),
+    Setting("steps", D["steps"], int, AT_LEAST_0, "training", "optimizer steps in the whole run"),
+    Setting("lr", D["lr"], float, ABOVE_0, "training", "peak learning rate", "X"),
+    Setting("warmup_steps", D["warmup_steps"], int, AT_LEAST_0, "training", "steps of linear warmup"),
+    Setting("min_lr", D["min_lr"], float, AT_LEAST_0, "training", "learning rate the cosine decays to", "X"),
+    Setting("batch_size", D["batch_size"], int, AT_LEAST_1, "training", "documents per optimizer step"),
+    Setting("grad_clip", D["grad_clip"], float, ABOVE_0, "training", "clip the global gradient norm to X", "X",
+            shown="off"),
+    Setting("eval_every", 100, int, AT_LEAST_1, "watching", "steps between evaluations"),
+    Setting("eval_docs", D["eval_docs"], int, AT_LEAST_0, "watching",
+            "validation documents per evaluation, 0 for all"),
+    Setting("eval_samples", 5, int, (lambda v: 0 <= v <= 100, "between 0 and 100"), "watching",
+            "documents sampled at each evaluation, to watch them improve; 0 for none, at most 100"),
+    Setting("print_every", None, int, AT_LEAST_1, "watching", "steps between step lines",
+            shown="1 on a terminal or for runs of up to 1,000 steps, else steps / 100"),
+    Setting("log", None, str, A_FILE_NAME, "watching", "write every step's metrics and every evaluation to CSV",
+            "PATH"),
+    Setting("explain", None, str, ANY, "inside", "show what the model does with DOC (default: the first "
+            "training document): each position's prediction, the attention of every head, one training step "
+            "traced; then exit", "DOC", const=""),
+    Setting("gradcheck", None, str, ANY, "inside", "check backward()'s gradients on DOC against finite "
+            "differences; exit 1 if one is off", "DOC", const=""),
+    Setting("save", None, str, A_FILE_NAME, "saving", "save a checkpoint (JSON) at the end, on Ctrl-C and when "
+            "the loss stops being finite", "PATH"),
+    Setting("save_every", None, int, AT_LEAST_1, "saving", "also save every N steps"),
+    Setting("resume", None, str, A_FILE_NAME, "checkpoint", "continue the run saved in PATH exactly", "PATH"),
+    Setting("load", None, str, A_FILE_NAME, "checkpoint", "sample from the model saved in PATH, without training",
+            "PATH"),
+    Setting("samples", D["samples"], int, AT_LEAST_0, "sampling", "documents to generate"),
+    Setting("temperature", D["temperature"], float, ABOVE_0, "sampling", "sampling temperature > 0", "X"),
+    Setting("top_k", D["top_k"], int, AT_LEAST_1, "sampling", "sample only from the k most likely tokens",
+            shown="all"),
+    Setting("prefix", D["prefix"], str, ANY, "sampling", "complete documents that start with this text", "TEXT"),
+]
+# What each group is: its heading in --help, and what a checkpoint does with it. A checkpoint keeps the
+# KEPT groups; --resume takes them all back and --load those of LOADED; an option that differs from a
+# checkpoint's FIXED setting is refused, as the weights or the data's split would not be the same run's.
+GROUPS = {"data": "data and model", "split": "data and model", "model": "data and model", "training": "training",
+          "watching": "watching a run (a checkpoint keeps these; --resume goes on with them)",
+          "inside": "looking inside a model (fresh, or with --load or --resume)", "saving": "checkpoints",
+          "checkpoint": "checkpoints", "sampling": "sampling"}
+KEPT = ("data", "split", "model", "training", "watching", "saving", "sampling")
+LOADED = ("data", "split", "model", "training", "sampling")
+FIXED = ("split", "model")
+ACTIONS = ("inside", "checkpoint")      # what to do, not how: --explain, --gradcheck, --resume, --load
+KINDS = {int: "a whole number", float: "a finite number", str: "a string"}
+
+
+def settings_of(Engine):
+    """Every Setting a run with Engine has: SETTINGS, less looking inside where the engine cannot, plus
+    the engine's own options."""
+    inside = getattr(Engine, "inside", None)
+    return [s for s in SETTINGS if inside or s.group != "inside"] + list(getattr(Engine, "options", ()))
+
+
+def kept(Engine):
+    """The Settings a checkpoint keeps."""
+    return [s for s in settings_of(Engine) if s.group in KEPT]
+
+
+def check_value(setting, value, name):
+    """`value` if it keeps the setting's rule (a whole number is taken where a float is asked for, and None
+    where the default is None), else DataError calling it `name` and saying what it must be."""
+    kind, (test, words) = setting.kind, setting.rule
+    if value is None and setting.default is None:
+        return None
+    if kind is float and type(value) is int:
+        value = float(value)
+    if type(value) is not kind or (kind is float and not math.isfinite(value)):   # bool is not int here
+        raise DataError(f"{name} must be {KINDS[kind]}, got {value!r}")
+    if setting.choices and value not in setting.choices:
+        raise DataError(f"{name} must be one of {', '.join(setting.choices)}, got {value!r}")
+    if not test(value):
+        raise DataError(f"{name} must be {words}, got {repr(value) if kind is str else value}")
+    return value
+
+
+def check_together(s, name):
+    """The rules between settings of a run `s`; name(key) is how errors call a setting."""
+    try:
+        microgpt.head_dim(s["n_embd"], s["n_head"])
+    except ValueError:
+        raise DataError(f"{name('n_embd')} {s['n_embd']} must be divisible by {name('n_head')} {s['n_head']}")
+    if s["min_lr"] > s["lr"]:
+        raise DataError(f"{name('min_lr')} {s['min_lr']} is above {name('lr')} {s['lr']}; the learning rate "
+                        f"decays from lr down to min_lr, so min_lr must not be larger")
+    if s["warmup_steps"] > s["steps"]:
+        raise DataError(f"{name('warmup_steps')} {s['warmup_steps']} is more than {name('steps')} "
+                        f"{s['steps']}; warm up for at most the whole run")
+    if s.get("save_every") and not s.get("save"):
+        raise DataError(f"{name('save_every')} needs {name('save')} PATH")
+
+
+# ----------------------------------------------------------------------------------------------------
+# 2. The command line, from the declarations.
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):               # one line and exit status 2, like every other bad input
+        raise DataError(f"{message}; see --help")
+
+
+def build_parser(Engine, description):
+    """The options of a run with Engine, one per Setting, in --help's groups. Every option defaults to None,
+    "not given": resolve_settings() fills it in from a checkpoint or the declaration."""
+    parser = ArgumentParser(description=description)
+    groups = {}
+    for s in settings_of(Engine):
+        title = GROUPS.get(s.group, s.group)
+        group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
+        kind = {"metavar": s.metavar, "help": s.described(), "choices": s.choices}
+        if s.const is not None:
+            group.add_argument(s.option, nargs="?", const=s.const, **kind)
+        else:
+            group.add_argument(s.option, type=s.kind, **kind)
+    return parser
+
+
+def parse_args(argv, Engine=None, description="Train a tiny GPT on a list of names (or any text file, one "
+                                             "document per line) and sample new ones."):
+    """Options -> argparse.Namespace. Raises DataError for an unknown option, a value of the wrong type,
+    or options that cannot go together."""
+    args = build_parser(Engine or microgpt.Engine, description).parse_args(argv)
+    for action in ("explain", "gradcheck"):                 # not options of an engine that cannot look inside
+        args.__dict__.setdefault(action, None)
+    checks = [
+        (args.resume is not None and args.load is not None, "give --resume or --load, not both"),
+        (args.explain is not None and args.gradcheck is not None, "give --explain or --gradcheck, not both"),
+        (args.load is not None and args.steps not in (None, 0),
+         "--load samples from a saved model without training; use --resume PATH to train further"),
+        (args.load is not None and (args.save or args.log or args.save_every),
+         "--load samples without training, so --save, --save-every and --log have nothing to write"),
+    ]
+    for failed, message in checks:
+        if failed:
+            raise DataError(message)
+    return args
+
+
+def resolve_settings(args, checkpoint, path, Engine):
+    """Every setting of the run: given on the command line, else kept in the checkpoint (under --load only
+    the LOADED groups), else the declaration's default; then each checked by its rule and all together.
+    Paths are made absolute. Raises DataError where an option is invalid or contradicts the checkpoint's
+    model, data split or step."""
+    saved = checkpoint["settings"] if checkpoint else {}
+    declared = {s.name: s for s in settings_of(Engine) if s.group not in ACTIONS}
+    settings = {}
+    for s in declared.values():
+        given = getattr(args, s.name)
+        taken = s.name in saved and (args.resume or s.group in LOADED)
+        if given is not None and taken and s.group in FIXED and given != saved[s.name]:
+            raise DataError(f"checkpoint {path} has {s.name} {saved[s.name]}, not {given}; leave out "
+                            f"{s.option} or train a new model")
+        settings[s.name] = given if given is not None else saved[s.name] if taken else s.default
+    if args.data is None and not (checkpoint and "data" in saved):      # names.txt beside the program
+        settings["data"] = os.path.join(os.path.dirname(os.path.abspath(microgpt.__file__)), settings["data"])
+    name = lambda key: declared[key].option
+    settings = {key: check_value(declared[key], value, name(key)) for key, value in settings.items()}
+    check_together(settings, name)
+    for key in ("data", "log", "save"):             # absolute: a resumed run may start in another folder
+        if settings[key]:
+            settings[key] = os.path.abspath(settings[key])
+    if checkpoint and args.resume and settings["steps"] < checkpoint["step"]:
+        raise DataError(f"--steps {settings['steps']} is fewer than the {checkpoint['step']} steps checkpoint "
+                        f"{path} has done; give more --steps to train further")
+    return settings
+
+
+# ----------------------------------------------------------------------------------------------------
+# 3. Reading inputs: files, documents, checkpoints, each checked whole before anything is built from it.
+
+def read_text(path, what, fix):
+    """The whole of a UTF-8 text file, as a string. `what` names the file in errors ("data file") and
+    `fix` says what to do instead. Raises DataError if it is missing, a folder, not a regular file (a pipe
+    or a device would block or never end), unreadable or not UTF-8."""
+    try:
+        kind = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{what} {path} not found; {fix}")
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path}: {e.strerror}; {fix}")
+    if stat.S_ISDIR(kind):
+        raise DataError(f"{what} {path} is a folder; {fix}")
+    if not stat.S_ISREG(kind):
+        raise DataError(f"{what} {path} is not a regular file (a pipe or a device?); {fix}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{what} {path} is not UTF-8 text (byte {e.start}); {fix}")
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path}: {e.strerror}; {fix}")
+
+
+def read_docs(path):
+    """microgpt.documents() of the file at `path`: at least one. Raises DataError if there is none or the
+    file cannot be read as text."""
+    docs = microgpt.documents(read_text(path, "data file", "pass --data a UTF-8 text file, one document per line"))
+    if not docs:
+        raise DataError(f"data file {path} has no non-blank line; put one document per line")
+    return docs
+
+
+CHECKPOINT_FORMAT = "microgpt checkpoint 2"
+TRAIN_FIELDS = ("step", "loss", "lr", "grad_norm", "tokens_per_sec", "elapsed_s", "update_ratio", "clipped")
+EVAL_FIELDS = ("step", "train_loss", "val_loss", "seconds")
+
+
+class Checked:
+    """A description of a JSON value, held against one by check(value, where) -> the value as used
+    (numbers as floats unless whole, rows as dicts), or DataError naming where it is not as described."""
+
+    def __init__(self, what, test=lambda v: True, convert=lambda v: v):
+        self.what, self.test, self.convert = what, test, convert
+
+    def check(self, value, where):
+        if not self.test(value):
+            raise DataError(f"{where} is not {self.what}")
+        return self.convert(value)
+
+
+def number(low=-math.inf, high=math.inf, whole=False, nullable=False):
+    """A finite number in [low, high] (a whole one if `whole`; None too if `nullable`)."""
+    kinds = (int,) if whole else (int, float)
+    what = f"{'a whole' if whole else 'a finite'} number" + (f" from {low} to {high}" if math.isfinite(high) else
+                                                             f" of at least {low}" if math.isfinite(low) else "")
+    finite = lambda v: (type(v) is float and math.isfinite(v)) or (type(v) is int and -1e308 < v < 1e308)
+    ok = lambda v: type(v) in kinds and finite(v) and low <= v <= high        # (JSON's 400-digit ints too)
+    return Checked(what + (" or null" if nullable else ""), lambda v: (nullable and v is None) or ok(v),
+                   lambda v: v if whole or v is None else float(v))
+
+
+class Each(Checked):
+    """A list of `count` items (any number if None), each as `item` describes."""
+
+    def __init__(self, item, count=None):
+        super().__init__("a list" if count is None else f"a list of {count}")
+        self.item, self.count = item, count
+
+    def check(self, value, where):
+        if type(value) is not list or (self.count is not None and len(value) != self.count):
+            raise DataError(f"{where} is not {self.what}")
+        return [self.item.check(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+class Row(Checked):
+    """A list of len(fields) items, field by field as described; returned as a dict by field name."""
+
+    def __init__(self, fields):
+        super().__init__(f"a row of {len(fields)} ({', '.join(fields)})")
+        self.fields = fields
+
+    def check(self, value, where):
+        if type(value) is not list or len(value) != len(self.fields):
+            raise DataError(f"{where} is not {self.what}")
+        return {name: item.check(v, f"{where}.{name}") for (name, item), v in zip(self.fields.items(), value)}
+
+
+class Object(Checked):
+    """A JSON object with these keys, each as described; a key of `optional`, {key: default}, may be missing
+    and then has its default."""
+
+    def __init__(self, fields, optional=None):
+        super().__init__("an object")
+        self.fields, self.optional = fields, optional or {}
+
+    def check(self, value, where):
+        if type(value) is not dict:
+            raise DataError(f"{where or 'the checkpoint'} is not an object")
+        prefix = f"{where}." if where else ""
+        missing = [key for key in self.fields if key not in value and key not in self.optional]
+        if missing:
+            raise DataError(f"{prefix}{missing[0]} is missing")
+        return {key: item.check(value[key], prefix + key) if key in value else self.optional[key]
+                for key, item in self.fields.items()}
+
+
+def settings_description(Engine):
+    """A checkpoint's settings, each held to its declaration; those watching and sampling may be missing."""
+    rule = lambda s: Checked("a setting", convert=lambda v, s=s: check_value(s, v, f"settings.{s.name}"))
+    optional = {s.name: s.default for s in kept(Engine) if s.group not in ("data", "split", "model", "training")}
+    return Object({s.name: rule(s) for s in kept(Engine)}, optional)
+
+
+def state_description(settings, config, step):
+    """What follows the settings in a checkpoint, its lengths tied to the configuration and the step."""
+    n_params = microgpt.count_parameters(config["vocab_size"], settings["n_embd"], settings["n_layer"],
+                                         settings["block_size"])
+    shapes = microgpt.parameter_shapes(config["vocab_size"], settings["n_embd"], settings["n_layer"],
+                                       settings["block_size"])
+    train_row = Row({"step": number(1, step, whole=True), "loss": number(0), "lr": number(0),
+                     "grad_norm": number(0), "tokens_per_sec": number(0), "elapsed_s": number(0),
+                     "update_ratio": number(0, nullable=True), "clipped": number(0, 1, whole=True)})
+    eval_row = Row({"step": number(1, step, whole=True), "train_loss": number(), "val_loss": number(nullable=True),
+                    "seconds": number(0)})
+    return Object({
+        "params": Object({name: Each(Each(number(), cols), rows) for name, (rows, cols) in shapes.items()}),
+        "adam": Object({"t": number(step, step, whole=True), "m": Each(number(), n_params),
+                        "v": Each(number(0), n_params)}),
+        "rng_state": Row({"version": number(3, 3, whole=True), "key": Each(number(0, 2 ** 32 - 1, whole=True), 625),
+                          "gauss_next": number(nullable=True)}),
+        "metrics": Object({"train": Each(train_row, step), "eval": Each(eval_row)}),
+    })
+
+
+def validate_checkpoint(state, path, size, Engine):
+    """Check a checkpoint's whole content once, before anything is built from it, against its description:
+    first the settings, the configuration, the vocabulary and the step, then what their sizes fix (the
+    parameters, Adam's state, the random generator's state, the metrics). Returns it as used: settings
+    checked, numbers as floats, metric rows as dicts, rng_state as random.setstate() takes it. `size` is
+    the file's length, so that a configuration of more parameters than the file could hold is refused
+    before anything is sized from it. Raises DataError naming the first problem."""
+    if type(state) is not dict or state.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(f"{path} is not a microgpt checkpoint ({CHECKPOINT_FORMAT}); give one saved with --save")
+    try:
+        head = Object({"settings": settings_description(Engine), "config": Object({}), "chars": Each(Checked(
+            "single character", lambda c: type(c) is str and len(c) == 1)), "step": number(0, whole=True)}).check(
+            state, "")
+        s = head["settings"]
+        check_together(s, "settings.{}".format)
+        config = Object({"vocab_size": number(len(head["chars"]) + 1, len(head["chars"]) + 1, whole=True),
+                         **{k: number(s[k], s[k], whole=True) for k in ("n_embd", "n_head", "n_layer", "block_size")}
+                         }).check(state["config"], "config")
+        if len(set(head["chars"])) != len(head["chars"]) or not head["chars"]:
+            raise DataError("chars are not distinct single characters")
+        if head["step"] > s["steps"]:
+            raise DataError(f"step {head['step']} is more than settings.steps {s['steps']}")
+        n = microgpt.count_parameters(config["vocab_size"], s["n_embd"], s["n_layer"], s["block_size"])
+        if 2 * n > size:
+            raise DataError(f"its configuration has {n:,} parameters, more than its {size:,} bytes can hold")
+        rest = state_description(s, config, head["step"]).check(state, "")
+        check_history(rest, head["step"])
+    except DataError as e:
+        raise DataError(f"checkpoint {path} is damaged: {e}")
+    rng_state = (3, tuple(rest["rng_state"]["key"]), rest["rng_state"]["gauss_next"])
+    return {**state, **head, **rest, "config": config, "rng_state": rng_state}
+
+
+def check_history(rest, step):
+    """What a description of one value cannot say: rows in order, the random state's position in range."""
+    if rest["rng_state"]["key"][-1] > 624:
+        raise DataError("rng_state is not a state of random.Random (its position is past 624)")
+    if [row["step"] for row in rest["metrics"]["train"]] != list(range(1, step + 1)):
+        raise DataError(f"metrics.train is not the rows of steps 1 to {step} in order")
+    steps = [row["step"] for row in rest["metrics"]["eval"]]
+    if steps != sorted(set(steps)):
+        raise DataError("metrics.eval is not rows in order of their step")
+
+
+def load_checkpoint(path, Engine=None):
+    """Read a checkpoint and check all of it (validate_checkpoint). Returns the checked dict. Raises
+    DataError if the file cannot be read, is not JSON (a truncated file is not), or is not a whole, valid
+    microgpt checkpoint."""
+    text = read_text(path, "checkpoint", "give a checkpoint saved with --save")
+    try:
+        state = json.loads(text)
+    except ValueError as e:
+        raise DataError(f"checkpoint {path} is not valid JSON, perhaps truncated ({e})")
+    except RecursionError:
+        raise DataError(f"checkpoint {path} is JSON nested too deeply to be a checkpoint")
+    return validate_checkpoint(state, path, len(text), Engine or microgpt.Engine)
+
+
+def physical_memory():
+    """Bytes of memory this machine has, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(Engine, settings, vocab_size, training):
+    """Raise DataError, before anything is allocated, if the engine says the model (and, to train, a step)
+    needs more memory than there is."""
+    need = Engine.memory_needed(settings, vocab_size, training)
+    have = Engine.memory_available(settings) or physical_memory()
+    if have and need > have:
+        n = microgpt.count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
+        raise DataError(f"a model of n_embd {settings['n_embd']}, n_layer {settings['n_layer']} and block_size "
+                        f"{settings['block_size']} (batch {settings['batch_size']}) has {n:,} parameters and "
+                        f"needs about {need / 1e9:,.1f} GB here; this machine has {have / 1e9:,.1f} GB; choose a "
+                        f"smaller model or batch")
+
+
+def read_inputs(args, Engine):
+    """The checked inputs of a run, before anything is built: (checkpoint or None, settings, documents,
+    tokenizer). Raises DataError for bad input."""
+    path = args.resume or args.load
+    checkpoint = load_checkpoint(path, Engine) if path else None
+    settings = resolve_settings(args, checkpoint, path, Engine)
+    docs = read_docs(settings["data"])
+    tokenizer = microgpt.Tokenizer(checkpoint["chars"]) if checkpoint else microgpt.Tokenizer.from_docs(docs)
+    unknown = sorted(set("".join(docs)) - set(tokenizer.chars))
+    if unknown and args.resume:
+        raise DataError(f"{settings['data']} has characters checkpoint {path} does not know "
+                        f"({''.join(unknown[:10])}); train a new model on it instead of resuming")
+    for option, text in (("--explain", args.explain or ""), ("--gradcheck", args.gradcheck or ""),
+                         ("--prefix", settings["prefix"])):
+        unknown = sorted(set(text) - set(tokenizer.chars))
+        if unknown:
+            raise DataError(f"{option} {text!r} has characters the model does not know: {''.join(unknown)}")
+    if len(settings["prefix"]) >= settings["block_size"]:
+        raise DataError(f"--prefix is {len(settings['prefix'])} characters; it must be shorter than block_size "
+                        f"{settings['block_size']}")
+    return checkpoint, settings, docs, tokenizer
+
+
+# ----------------------------------------------------------------------------------------------------
+# 4. Writing: checkpoints, whole or not at all.
+
+def temporary_path(path):
+    """The hidden file beside `path` that a save writes before renaming it into place: one per path."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.tmp")
+
+
+def write_atomically(path, text):
+    """Write text to path through a temporary file beside it and a rename, so that a crash at any moment
+    leaves either the old file or the new one, never half of one. The temporary file has one name per
+    path, so a save killed half-way leaves nothing that the next save does not overwrite and rename.
+    (Two runs saving to one path at the same time are not supported.) Raises DataError if it cannot."""
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())                            # the bytes are on disk before the rename
+        os.replace(tmp, path)                               # atomic: readers see the old file or the new
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise DataError(f"cannot write {path}: {e.strerror}")
+        raise
+
+
+def check_writable(path, option):
+    """Raise DataError now, before any training, if `path` cannot be written as a regular file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DataError(f"{option} {path}: folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise DataError(f"{option} {path} is a folder; give a file name")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise DataError(f"{option} {path} is not a regular file (a pipe or a device?); give a file name")
+    try:
+        with open(temporary_path(path), "w"):
+            pass
+        os.unlink(temporary_path(path))
+    except OSError as e:
+        raise DataError(f"{option} {path}: cannot write in {folder} ({e.strerror})")
+
+
+def checkpoint_text(engine_state, chars, settings, step, rng_state, metrics):
+    """A checkpoint as JSON text: the engine's state (its parameters and Adam's), the configuration, the
+    vocabulary, the kept settings, the step, the random generator's state and the metrics, rows as lists
+    in field order. JSON keeps every float exactly."""
+    model = {key: settings[key] for key in ("n_embd", "n_head", "n_layer", "block_size")}
+    return json.dumps({
+        "format": CHECKPOINT_FORMAT, "config": {"vocab_size": len(chars) + 1, **model}, "chars": list(chars),
+        "settings": settings, "step": step, "params": engine_state["params"], "adam": engine_state["adam"],
+        "rng_state": rng_state,
+        "metrics": {"train": [[row[f] for f in TRAIN_FIELDS] for row in metrics["train"]],
+                    "eval": [[row[f] for f in EVAL_FIELDS] for row in metrics["eval"]]}})
+
+
+# ----------------------------------------------------------------------------------------------------
+# 5. Watching a run: one part per job, put together in Watch.on_step, train()'s callback.
+
+def format_seconds(seconds):
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+class Console:
+    """Permanent lines go through `log`; on a terminal, a status line rewrites itself in between."""
+
+    def __init__(self, log):
+        self.log = log
+        self.tty = log is print and sys.stdout.isatty()
+        self.status_shown = False
+
+    def line(self, text):
+        if self.status_shown:
+            sys.stdout.write("\r\x1b[K")
+            self.status_shown = False
+        self.log(text)
+
+    def status(self, text):
+        if self.tty:
+            sys.stdout.write("\r\x1b[K" + text)
+            sys.stdout.flush()
+            self.status_shown = True
+
+
+class Clock:
+    """Seconds of a run: training (evaluation left out) and evaluation, this session and, for a resumed
+    run, the sessions before it (from its metrics)."""
+
+    def __init__(self, metrics):
+        self.before = metrics["train"][-1]["elapsed_s"] if metrics["train"] else 0.0
+        self.eval_before = sum(row["seconds"] for row in metrics["eval"])
+        self.start = time.perf_counter()
+        self.eval_seconds = 0.0
+
+    def training(self):
+        """Seconds spent training in this session."""
+        return time.perf_counter() - self.start - self.eval_seconds
+
+    def summary(self, steps):
+        seconds = self.before + self.training()
+        return (f"trained {steps} steps in {format_seconds(seconds)} ({1000 * seconds / steps:.1f} ms/step; "
+                f"evaluation took {format_seconds(self.eval_before + self.eval_seconds)})")
+
+
+class CsvLog:
+    """The run's metrics as CSV, one row per training step and per evaluation, in the order they happened
+    (a resumed run writes its history first); line-buffered, so every row is on disk once written."""
+    COLUMNS = ("kind",) + TRAIN_FIELDS + ("grad_clip", "train_loss", "val_loss", "val_ppl")
+
+    def __init__(self, path, grad_clip, metrics):
+        self.file = open(path, "w", newline="", encoding="utf-8", buffering=1)
+        self.writer, self.grad_clip = csv.writer(self.file), grad_clip
+        self.writer.writerow(self.COLUMNS)
+        evals = {row["step"]: row for row in metrics["eval"]}
+        for row in metrics["train"]:
+            self.train(row)
+            if row["step"] in evals:
+                self.eval(evals[row["step"]])
+
+    def train(self, row):
+        blank = lambda x: "" if x is None else x
+        self.writer.writerow(["train"] + [blank(row[f]) for f in TRAIN_FIELDS] + [blank(self.grad_clip), "", "", ""])
+
+    def eval(self, row):
+        if row["val_loss"] is not None:
+            self.writer.writerow(["eval", row["step"]] + [""] * 8 +
+                                 [row["train_loss"], row["val_loss"], microgpt.perplexity(row["val_loss"])])
+
+    def close(self):
+        self.file.close()
+
+
+class Stop:
+    """`with Stop() as stop:` Ctrl-C (SIGINT) asks the run to stop after the step it is in: stop.requested
+    turns true. The handler before it is put back at the end."""
+
+    def __enter__(self):
+        self.requested = False
+        self.previous = signal.signal(signal.SIGINT, self.request)
+        return self
+
+    def request(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc_info):
+        signal.signal(signal.SIGINT, self.previous)
+
+
+class Watch:
+    """train()'s on_step for a run `r`: records each step's metrics row, shows the step line, and at their
+    steps evaluates (with samples) and saves; its answer is whether a stop was asked for."""
+
+    def __init__(self, r, stop, log):
+        s = r.settings
+        self.r, self.s, self.stop, self.csv = r, s, stop, log
+        self.step_done, self.clock = r.step, Clock(r.metrics)
+        self.print_every = s["print_every"] or (1 if r.console.tty or s["steps"] <= 1000 else s["steps"] // 100)
+        last_eval = r.metrics["eval"][-1]["step"] if r.metrics["eval"] else 0      # resuming: the steps since
+        self.losses_since_eval = [row["loss"] for row in r.metrics["train"] if row["step"] > last_eval]
+        self.weights_before = flat(r.engine.weights()) if log else None
+        self.t_last = time.perf_counter()
+
+    def on_step(self, step, loss, lr, grad_norm, batch):
+        self.step_done = step + 1
+        self.r.metrics["train"].append(self.record(loss, lr, grad_norm, batch))
+        if self.csv:
+            self.csv.train(self.r.metrics["train"][-1])
+        self.losses_since_eval.append(loss)
+        self.show(loss, lr)
+        last = self.step_done == self.s["steps"]
+        if self.step_done % self.s["eval_every"] == 0 or last:
+            self.evaluate()
+        if self.s["save_every"] and self.step_done % self.s["save_every"] == 0 and not last:
+            self.r.save(self.step_done)
+        self.t_last = time.perf_counter()
+        return self.stop.requested
+
+    def record(self, loss, lr, grad_norm, batch):
+        """The metrics row of the step just taken."""
+        n_tokens = sum(microgpt.n_predicted(tokens, self.s["block_size"]) for tokens in batch)
+        ratio = None
+        if self.weights_before is not None:                 # only with a log: it copies every weight
+            after = flat(self.r.engine.weights())
+            ratio, self.weights_before = update_ratio(self.weights_before, after), after
+        clipped = int(self.s["grad_clip"] is not None and grad_norm > self.s["grad_clip"])
+        return {"step": self.step_done, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                "tokens_per_sec": n_tokens / max(time.perf_counter() - self.t_last, 1e-9),
+                "elapsed_s": self.clock.before + self.clock.training(), "update_ratio": ratio, "clipped": clipped}
+
+    def show(self, loss, lr):
+        """The step line: permanent every print_every steps and at the last, else a status line."""
+        n = self.step_done
+        left = self.clock.training() / (n - self.r.step) * (self.s["steps"] - n)
+        text = f"step {n:4d} / {self.s['steps']:4d} | loss {loss:.4f} | lr {lr:.5f} | {format_seconds(left)} left"
+        if n % self.print_every == 0 or n == self.s["steps"]:
+            self.r.console.line(text)
+        else:
+            self.r.console.status(text)
+
+    def evaluate(self):
+        """Validation loss now, beside the mean training loss since the last evaluation; then a few
+        samples, drawn from a generator seeded by the seed and the step alone, so that they change
+        nothing else the run does (the final samples come from the run's own generator)."""
+        if not self.losses_since_eval:
+            return
+        t0 = time.perf_counter()
+        row = evaluation(self.r, self.step_done, self.losses_since_eval)
+        row["seconds"] = time.perf_counter() - t0
+        self.clock.eval_seconds += row["seconds"]
+        self.r.metrics["eval"].append(row)
+        if self.csv:
+            self.csv.eval(row)
+        self.losses_since_eval = []
+
+
+def evaluation(r, step, train_losses):
+    """Print the evaluation at `step` and its samples; return its metrics row (without seconds)."""
+    s, console = r.settings, r.console
+    train_loss = sum(train_losses) / len(train_losses)
+    text = f"eval {step:4d} | train loss {train_loss:.4f} (mean of {len(train_losses)} steps)"
+    val_loss = None
+    eval_docs = r.val_docs[:s["eval_docs"]] if s["eval_docs"] else r.val_docs
+    if eval_docs:
+        val_loss, _ = r.engine.evaluate(eval_docs)
+        text += f" | val loss {val_loss:.4f} | val perplexity {microgpt.perplexity(val_loss):.2f}"
+    rng = random.Random(f"{s['seed']}:{step}")
+    texts = [r.engine.sample(rng, s["temperature"], s["top_k"], s["prefix"]) or "''"
+             for _ in range(s["eval_samples"])]
+    console.line(text)
+    if texts:
+        console.line(f"  samples at step {step}: {', '.join(texts)}")
+    return {"step": step, "train_loss": train_loss, "val_loss": val_loss}
+
+
+def flat(weights):
+    """{name: rows} -> one list of floats, in order."""
+    return [x for rows in weights.values() for row in rows for x in row]
+
+
+def loss_curve(metrics, width=64, height=10):
+    """The run's loss curve as text lines: '.' is the training loss, smoothed by a running mean over
+    about a twentieth of the run and averaged per column; 'o' is a validation loss."""
+    train = [(row["step"], row["loss"]) for row in metrics["train"]]
+    evals = [(row["step"], row["val_loss"]) for row in metrics["eval"] if row["val_loss"] is not None]
+    if len(train) < 2:
+        return []
+    window = max(1, len(train) // 20)
+    running, smoothed = 0.0, []
+    for i, (step, loss) in enumerate(train):
+        running += loss - (train[i - window][1] if i >= window else 0.0)
+        smoothed.append((step, running / min(i + 1, window)))
+    first, last = train[0][0], train[-1][0]
+    width = min(width, last - first + 1)
+    column = lambda step: min(width - 1, (step - first) * width // (last - first + 1))
+    sums, counts = [0.0] * width, [0] * width
+    for step, loss in smoothed:
+        sums[column(step)] += loss
+        counts[column(step)] += 1
+    points = [(col, sums[col] / counts[col], ".") for col in range(width) if counts[col]]
+    points += [(column(step), loss, "o") for step, loss in evals]
+    return draw_curve(points, width, height, window, first, last)
+
+
+def draw_curve(points, width, height, window, first, last):
+    """The text grid of loss_curve(): points (column, loss, mark), the losses' range on the left."""
+    hi, lo = max(p[1] for p in points), min(p[1] for p in points)
+    grid = [[" "] * width for _ in range(height)]
+    for col, loss, mark in points:
+        grid[round((hi - loss) / ((hi - lo) or 1.0) * (height - 1))][col] = mark
+    lines = [f"loss curve: . training loss (running mean of {window} steps), o validation loss"]
+    for r, cells in enumerate(grid):
+        label = f"{hi:.2f}" if r == 0 else f"{lo:.2f}" if r == height - 1 else ""
+        lines.append(f"{label:>6} |{''.join(cells)}")
+    lines.append(f"{'':>6} +{'-' * width}")
+    left, right = f"step {first}", f"step {last}"
+    lines.append(f"{'':>8}{left}{right:>{max(1, width - len(left))}}")
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------------
+# 6. Printing what looking inside found (the numbers: inside.py).
+
+SHADES = " .:-=+*#%@"         # the attention heatmap: weight 0-10% -> ' ', ..., 90-100% -> '@'
+
+
+def print_explanation(r, doc, x, note=""):
+    """Print explain()'s numbers `x` for `doc`: the next-token table, the attention heatmaps and the
+    traced step."""
+    tokenizer, log = r.tokenizer, r.log
+    name = lambda t: "BOS" if t == tokenizer.BOS else repr(tokenizer.chars[t])
+    show = lambda t: f"{name(t):>5} ({t:2d})"
+    log(f"explain {doc!r}{note}: tokens {x['tokens']}; position t reads tokens[t] and predicts tokens[t+1]")
+    log("  pos |   input    |   target   | p(target) | loss (nats) | what the model believed came next")
+    for t, (inp, target, p, loss, top3) in enumerate(x["positions"]):
+        believed = "  ".join(f"{name(i)} {q:.2f}" for i, q in top3)
+        log(f"{t:5d} | {show(inp)} | {show(target)} |   {p:.4f}  |   {loss:.4f}    | {believed}")
+    losses = [pos[3] for pos in x["positions"]]
+    v = tokenizer.vocab_size
+    log(f"  mean loss {sum(losses) / len(losses):.4f} over {len(losses)} positions; a uniform guess over "
+        f"{v} tokens scores ln {v} = {math.log(v):.4f}")
+    if len(x["tokens"]) - 1 > len(losses):
+        log(f"  cut: block_size {r.settings['block_size']} leaves out the last {len(x['tokens']) - 1 - len(losses)} "
+            f"target(s)")
+    print_attention(r, x, [name(t).strip("'") for t in x["tokens"][:len(losses)]])
+    step = x["step"]
+    log(f"one training step on {doc!r}, traced (the model is left unchanged): mean loss {step['loss']:.4f}, "
+        f"learning rate {step['lr']:.5f}")
+    log("  matrix            gradient norm   update / weight (RMS, log10)")
+    for matrix, (norm, ratio) in step["matrices"].items():
+        log(f"  {matrix:<16} {norm:12.6f}   {math.log10(ratio) if ratio else -math.inf:8.2f}")
+    log("  (an update near 1e-3 of the weights, log10 -3, is the usual healthy size; far above, the learning "
+        "rate is too high for that matrix; far below, it barely learns)")
+
+
+def print_attention(r, x, labels):
+    """The attention heatmaps of explain(): a row per position, a column per position it reads."""
+    s, log = r.settings, r.log
+    log(f"attention: each row is a position and where it looks, over the positions so far (shade: "
+        f"'{SHADES[1]}' 10%, '{SHADES[5]}' 50%, '{SHADES[9]}' 90%+); above the diagonal, the future: masked")
+    for layer in range(s["n_layer"]):
+        for head in range(s["n_head"]):
+            log(f"  layer {layer} head {head}  " + "".join(f"{label:>4}" for label in labels))
+            for t, label in enumerate(labels):
+                weights = x["attention"][t][layer * s["n_head"] + head]
+                cells = "".join(f"  {SHADES[min(9, int(w * 10))] * 2}" for w in weights)
+                top = max(range(len(weights)), key=weights.__getitem__)
+                log(f"  {t:2d} {label:>3} reads  {cells:<{4 * len(labels)}}  most: {labels[top]} {weights[top]:.0%}")
+
+
+def print_gradcheck(r, doc, report, tolerance=1e-4):
+    """Print gradcheck()'s report per matrix and the verdict. Returns the exit status: 0, or 1 if a
+    relative error is over the tolerance."""
+    r.log(f"gradcheck {doc!r}: backward() against central finite differences, (L(p+h) - L(p-h)) / 2h with "
+          f"h = 1e-5, on the {sum(m['reached'] for m in report.values()):,} of {r.engine.n_params:,} parameters "
+          f"the document reaches")
+    r.log("  matrix             checked (non-zero) / reached / all    worst relative error")
+    for name, m in report.items():
+        r.log(f"  {name:<16} {m['checked']:>5} ({m['nonzero']:>5}) / {m['reached']:>6} / {m['total']:<6} "
+              f"{m['worst']:10.1e}")
+    name, worst = max(((name, m["worst"]) for name, m in report.items()), key=lambda item: item[1])
+    if worst > tolerance:
+        r.log(f"gradcheck FAILED: {name} is off by a relative {worst:.1e}, over the tolerance {tolerance:.0e}: "
+              f"backward() and the finite differences disagree there")
+        return 1
+    r.log(f"gradcheck passed: the worst relative error is {worst:.1e} ({name}), under the tolerance {tolerance:.0e}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# 7. The run: inputs checked, the engine built, then training, looking inside or sampling.
+
+class Run:
+    """What a run works with, all checked: the options, the settings, the documents (shuffled) and their
+    split, the tokenizer, the random generator, the engine, the step and metrics to go on from, the
+    checkpoint it came from (or None), and where it prints."""
+
+    def __init__(self, **parts):
+        self.__dict__.update(parts)
+
+    def save(self, step_done):
+        """Save the run at step_done to settings["save"]."""
+        write_atomically(self.settings["save"], checkpoint_text(
+            self.engine.state(), self.tokenizer.chars, {s.name: self.settings[s.name] for s in kept(self.Engine)},
+            step_done, self.rng.getstate(), self.metrics))
+
+
+def prepare(args, Engine, leader=True, log=print):
+    """Everything a run starts from, all checked before any work (read_inputs, the model's memory, the
+    output files); then the data shuffled and split, and the engine built (or restored). Raises DataError
+    for bad input."""
+    checkpoint, settings, docs, tokenizer = read_inputs(args, Engine)
+    training = not args.load and args.explain is None and args.gradcheck is None
+    check_memory(Engine, settings, tokenizer.vocab_size, training)
+    if training and leader:
+        for option, key in (("--save", "save"), ("--log", "log")):
+            if settings[key]:
+                check_writable(settings[key], option)
+    rng = random.Random(settings["seed"])
+    rng.shuffle(docs)                                       # the seed fixes the order and so the split
+    try:
+        train_docs, val_docs = microgpt.split_docs(docs, settings["val_fraction"])
+    except ValueError:
+        raise DataError(f"--val-fraction {settings['val_fraction']} of {len(docs)} documents leaves none to "
+                        f"train on; lower --val-fraction or add documents")
+    engine = Engine(settings, tokenizer, rng, checkpoint)   # the first weights come from rng, as in section 9
+    step, metrics = 0, {"train": [], "eval": []}
+    if checkpoint:
+        rng.setstate(checkpoint["rng_state"])
+        if args.resume:
+            step, metrics = checkpoint["step"], checkpoint["metrics"]
+    return Run(args=args, Engine=Engine, log=log, console=Console(log), checkpoint=checkpoint, settings=settings,
+               docs=docs, train_docs=train_docs, val_docs=val_docs, tokenizer=tokenizer, rng=rng, engine=engine,
+               step=step, metrics=metrics)
+
+
+def print_header(r):
+    """What the run is about to do: data, vocabulary, model size, the loss to expect at the start."""
+    s, log = r.settings, r.log
+    log(f"documents: {len(r.docs):,} ({len(r.train_docs):,} for training, {len(r.val_docs):,} for validation)")
+    log(f"vocab_size: {r.tokenizer.vocab_size} ({len(r.tokenizer.chars)} characters + BOS)")
+    log(f"parameters: {r.engine.n_params:,} (n_embd {s['n_embd']}, n_head {s['n_head']}, n_layer {s['n_layer']}, "
+        f"block_size {s['block_size']})")
+    log(f"loss at initialisation should be near ln(vocab_size) = {math.log(r.tokenizer.vocab_size):.4f}")
+    n_cut = sum(len(doc) + 1 > s["block_size"] for doc in r.docs)
+    if n_cut:
+        log(f"cut: {n_cut:,} documents are longer than block_size {s['block_size']} allows "
+            f"and train on their first {s['block_size']} positions only")
+    if r.checkpoint:
+        path = r.args.resume or r.args.load
+        log(f"{'resuming' if r.args.resume else 'loaded'} {path} at step {r.checkpoint['step']}")
+    if getattr(r.engine, "about", None):
+        log(r.engine.about)
+
+
+def train_run(r):
+    """Train from r.step to the last step, watched; then the summary, the loss curve and the final save.
+    Returns None when training finished, 130 when Ctrl-C stopped it (after saving). Raises DataError
+    (after saving the last good state) if the loss stops being finite."""
+    s, console = r.settings, r.console
+    csv_log = CsvLog(s["log"], s["grad_clip"], r.metrics) if s["log"] else None
+    try:
+        with Stop() as stop:
+            watch = Watch(r, stop, csv_log)
+            r.engine.train(r.train_docs, r.step, watch.on_step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"],
+                           s["batch_size"], s["grad_clip"])
+    except FloatingPointError as e:
+        saved = ""
+        if s["save"]:
+            r.save(watch.step_done)
+            saved = f"; saved the last good state (step {watch.step_done}) to {s['save']}"
+        raise DataError(f"training stopped at step {watch.step_done + 1}: {e}{saved}; try a lower --lr or --grad-clip")
+    finally:
+        if csv_log:
+            csv_log.close()
+    if stop.requested:
+        where = f"interrupted at step {watch.step_done}"
+        if s["save"]:
+            r.save(watch.step_done)
+            console.line(f"{where}: saved {s['save']}; continue with --resume {s['save']}")
+        else:
+            console.line(f"{where}: nothing saved (give --save PATH to keep a run)")
+        return 130
+    if watch.step_done:
+        console.line(watch.clock.summary(watch.step_done))
+    for line in loss_curve(r.metrics):
+        r.log(line)
+    if s["save"]:
+        r.save(watch.step_done)
+        r.log(f"saved {s['save']} (sample from it later with --load {s['save']})")
+    return None
+
+
+def sample_run(r):
+    """Print settings["samples"] new documents, then how many of them are not training documents."""
+    s = r.settings
+    known, new = set(r.train_docs), 0
+    for i in range(s["samples"]):
+        text = r.engine.sample(r.rng, s["temperature"], s["top_k"], s["prefix"])
+        r.log(f"sample {i + 1:2d}: {text}")
+        new += text not in known                            # a validation name counts as new: never trained on
+    if s["samples"]:
+        r.log(f"new: {new} of {s['samples']} samples are not training documents")
+
+
+def look_inside(r):
+    """--explain DOC or --gradcheck DOC (default: the first training document), through the engine's inside
+    module. Returns the exit status: 0, or 1 if the gradient check fails."""
+    inside = importlib.import_module(r.Engine.inside)
+    s, args = r.settings, r.args
+    doc = (args.explain if args.explain is not None else args.gradcheck) or r.train_docs[0]
+    if args.gradcheck is not None:
+        return print_gradcheck(r, doc, inside.gradcheck(r.engine, doc, random.Random(s["seed"])))
+    step = r.checkpoint["step"] if r.checkpoint else 0                # the step the model would take next
+    lr = microgpt.lr_schedule(step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"])
+    note = f" (model at step {step})"
+    if step >= s["steps"] or lr == 0:
+        lr, note = s["lr"], f" (model at step {step}, the end of its run: its step traced at the peak lr)"
+    print_explanation(r, doc, inside.explain(r.engine, doc, lr), note)
+    return 0
+
+
+def follow(r):
+    """A process of a multi-process engine other than the first: trains its share, silent, deaf to Ctrl-C
+    (the first hears it and stops everyone). Returns the exit status."""
+    s = r.settings
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if not r.args.load:
+            r.engine.train(r.train_docs, r.step, lambda *a: False, s["steps"], s["lr"], s["warmup_steps"],
+                           s["min_lr"], s["batch_size"], s["grad_clip"])
+    except FloatingPointError:
+        return 2                                            # the first process says why
+    return 0
+
+
+def run(args, Engine=None, leader=True, log=print):
+    """The whole program for parsed options. Returns the exit status; raises DataError for bad input."""
+    r = prepare(args, Engine or microgpt.Engine, leader, log)
+    if not leader:
+        return follow(r)
+    print_header(r)
+    if args.explain is not None or args.gradcheck is not None:
+        return look_inside(r)
+    if not args.load:
+        status = train_run(r)
+        if status is not None:
+            return status
+    sample_run(r)
+    return 0
+
+
+def closed_pipe():
+    """After BrokenPipeError (the reader of our output went away, as `| head` does): send the rest of
+    stdout nowhere, so that not even Python's exit prints a traceback, and return 141, a shell's status for
+    a program its pipe stopped."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
+
+
+def main(argv=None, Engine=None, program="microgpt", leader=True, description=None):
+    """The command line of `python3 microgpt.py` (Engine None: microgpt.Engine) or of another engine's
+    program. Returns the exit status: 0, 1 (a failed gradient check), 2 (bad input, one line on stderr),
+    130 (Ctrl-C), 141 (the output's reader went away)."""
+    try:
+        args = parse_args(argv, Engine, *([description] if description else []))
+        return run(args, Engine, leader)
+    except DataError as e:
+        print(f"{program}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return closed_pipe()
