@@ -4,19 +4,19 @@
 Nothing is imported from outside the standard library, and nothing is hidden: every multiplication the
 model does is in this file. Read it top to bottom; the sections follow the data's path:
 
-  1. Dataset     a text file -> documents (names)
-  2. Tokenizer   a document -> token ids, with BOS
-  3. Autograd    Value: a float that knows its past
-  4. Model       token, position -> logits
-  5. Loss        logits, next token -> cross-entropy
-  6. Optimizer   gradients -> Adam's step
-  7. Training    forward, backward, update: a step
-  8. Sampling    the model -> new documents
-  9. One run     sections 1-8 assembled
- 10. Engine      what workbench.py drives
+   1. Dataset     a text file -> documents (names)
+   2. Tokenizer   a document -> token ids, with BOS
+   3. Autograd    Value: a float that knows its past
+   4. Model       token, position -> logits
+   5. Loss        logits, next token -> cross-entropy
+   6. Optimizer   gradients -> Adam's step
+   7. Training    forward, backward, update: a step
+   8. Sampling    the model -> new documents
+   9. One run     sections 1-8 assembled
+  10. Engine      what workbench.py drives
 
 A reader who stops after section 8 has seen the whole algorithm; section 9 assembles it into the run
-`python3 microgpt.py` makes. With workbench.py beside this file the same command takes options (--help),
+`python3 microgpt.py` makes. With workbench.py beside this file the same command takes options (`--help`),
 saves and resumes runs, watches them and looks inside a model, and changes nothing the model computes.
 """
 import gc
@@ -656,7 +656,7 @@ def sample(gpt, tokenizer, rng, temperature, top_k, prefix):
 # In: the settings below. Out: a trained model, its loss on names it never trained on, and new names. One
 # random generator, seeded once, gives the documents' order, the first weights and the samples, so one
 # seed gives one run. This is what `python3 microgpt.py` does; workbench.py does the same steps through
-# the Engine of section 11, with options, watching and checkpoints around them.
+# the Engine of section 10, with options, watching and checkpoints around them.
 
 DEFAULTS = {
     "data": "names.txt", "seed": 42, "val_fraction": 0.1,          # the documents (sections 1, 2), held out
@@ -771,10 +771,10 @@ class Engine:
 
     def state(self):
         """What a checkpoint keeps of the model: {"params": {name: rows of floats}, "adam": {"t", "m", "v"}},
-        m and v one float per parameter in state_dict order."""
-        # The weights alone give back the model, not the run: Adam's next steps depend on m, v and t too.
-        # workbench.py adds the rest a resume needs: the step, the settings (the seed fixes the data's
-        # order), the vocabulary, the random generator's state (the samples to come), the run's history.
+        m and v one float per parameter in state_dict order. The weights alone give back the model, not the
+        run: Adam's next steps depend on m, v and t too. workbench.py adds the rest a resume needs: the step,
+        the settings (the seed fixes the data's order), the vocabulary, the random generator's state (the
+        samples to come) and the run's history."""
         adam = self.optimizer
         return {"params": self.gpt.weights(), "adam": {"t": adam.t, "m": list(adam.m), "v": list(adam.v)}}
 

@@ -228,6 +228,17 @@ class TestReadingPage(unittest.TestCase):
         self.assertIn(f"{nodes:,} nodes and {edges:,} edges, {round(nodes / 1878)} times the nodes", figure)
         self.assertNotEqual(nodes, edges)
 
+    def test_the_section_table_fits_the_prose_column(self):
+        """At 1366 px the prose column holds about 57 characters of the table's 12 px monospace (measured on a
+        headless Chromium screenshot); a longer line wraps and breaks the table, and a line indented by less
+        than two spaces leaves the table for a paragraph."""
+        table = [line for line in microgpt.__doc__.splitlines() if re.match(r"^ +\d+\. ", line)]
+        self.assertEqual([int(line.split(".")[0]) for line in table], list(range(1, 11)))
+        for line in table:
+            self.assertLessEqual(len(line), 56, line)
+            self.assertTrue(line.startswith("  "), line)
+        self.assertEqual(normalise(self.page).count("10. Engine what workbench.py drives"), 1)
+
     def test_formulas_are_typeset(self):
         """Worked out by hand: what the docstrings' formulas become on the page."""
         cases = {"d/da_i = b_i": "∂/∂a<sub>i</sub> = b<sub>i</sub>",
