@@ -18,9 +18,9 @@ def explain(engine, doc, lr):
     return explain_document(engine.gpt, engine.tokenizer, engine.optimizer, doc, lr)
 
 
-def gradcheck(engine, doc, rng):
+def gradcheck(engine, doc, rng, on_matrix=None):
     """gradient_check() on a microgpt.Engine's model: the engine interface's gradient check."""
-    return gradient_check(engine.gpt, engine.tokenizer.encode(doc), rng)
+    return gradient_check(engine.gpt, engine.tokenizer.encode(doc), rng, on_matrix=on_matrix)
 
 
 def update_ratio(before, after):
@@ -75,7 +75,7 @@ def traced_step(gpt, optimizer, loss, lr):
     return {"loss": loss.data, "lr": lr, "matrices": matrices}
 
 
-def gradient_check(gpt, tokens, rng, h=1e-5, tolerance=1e-4, sample_size=100):
+def gradient_check(gpt, tokens, rng, h=1e-5, tolerance=1e-4, sample_size=100, on_matrix=None):
     """Hold backward()'s gradient against central finite differences, (L(p + h) - L(p - h)) / 2h, in nats
     per unit of the parameter, on the parameters the document reaches (its tokens' rows of wte, its
     positions' rows of wpe, every other matrix whole): all of them in a matrix where up to sample_size
@@ -87,7 +87,9 @@ def gradient_check(gpt, tokens, rng, h=1e-5, tolerance=1e-4, sample_size=100):
     on the default model the worst absolute error is 2e-10, and the floor of 1e-5 keeps that from looking
     large beside the smallest gradients (worst relative error 5e-6). A parameter over the tolerance is
     checked again with h / 100, as a ReLU switched by the nudge can mislead one difference; a wrong
-    derivative stays wrong. The model is left as it was, gradients at zero."""
+    derivative stays wrong. The model is left as it was, gradients at zero. on_matrix(name, its report,
+    entries checked so far, entries to check in all), if given, is called as each matrix is done: two
+    forward passes an entry take a while on a larger model."""
     loss = microgpt.document_loss(gpt, tokens)
     reached = {id(node) for node in loss.graph() if not node._groups}      # the leaves: parameters, constants
     loss.backward()
@@ -103,17 +105,23 @@ def gradient_check(gpt, tokens, rng, h=1e-5, tolerance=1e-4, sample_size=100):
         numeric = (up - down) / (2 * step)
         return abs(p.grad - numeric) / max(abs(p.grad), abs(numeric), 1e-5)
 
-    report = {}
+    report, plan = {}, {}
     for name, mat in gpt.state_dict.items():
         params = [p for row in mat for p in row]
         reachable = [p for p in params if id(p) in reached]
         chosen = reachable if len(reachable) <= sample_size else rng.sample(reachable, sample_size)
+        plan[name] = (chosen, len(reachable), len(params))
+    done, total = 0, sum(len(chosen) for chosen, _, _ in plan.values())
+    for name, (chosen, n_reached, n_params) in plan.items():
         errors = []
         for p in chosen:
             e = error(p, h)
             errors.append(min(e, error(p, h / 100)) if e > tolerance else e)     # a ReLU switched: try again
         report[name] = {"checked": len(chosen), "nonzero": sum(p.grad != 0.0 for p in chosen),
-                        "reached": len(reachable), "total": len(params), "worst": max(errors, default=0.0)}
+                        "reached": n_reached, "total": n_params, "worst": max(errors, default=0.0)}
+        done += len(chosen)
+        if on_matrix:
+            on_matrix(name, report[name], done, total)
     for p in gpt.params:
         p.grad = 0.0
     return report

@@ -35,14 +35,16 @@ import sys
 # inside one.
 
 def documents(text):
-    """The documents of a text: one per line, whitespace stripped, blank lines skipped. A list of strings."""
-    docs = [line.strip() for line in text.splitlines()]    # one string per line, edges trimmed
+    """The documents of a text: one per line (lines end at \\n, \\r\\n or \\r), whitespace stripped, blank
+    lines skipped. A list of strings."""
+    docs = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     return [doc for doc in docs if doc]                     # blank lines are not documents
 
 
 def load_docs(path):
-    """documents() of the UTF-8 text file at `path`. Raises OSError or UnicodeDecodeError if it cannot."""
-    with open(path, encoding="utf-8") as f:
+    """documents() of the UTF-8 text file at `path` (a byte-order mark is not a character: utf-8-sig drops
+    it). Raises OSError or UnicodeDecodeError if it cannot."""
+    with open(path, encoding="utf-8-sig") as f:
         return documents(f.read())                          # names.txt: 29,910 names, 'emma' first
 
 

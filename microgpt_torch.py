@@ -35,6 +35,11 @@ except ImportError:
               "(microgpt.py needs nothing)", file=sys.stderr)
         sys.exit(2)
     raise
+except KeyboardInterrupt:                   # Ctrl-C in the seconds PyTorch takes to import
+    if __name__ == "__main__":
+        print("microgpt_torch: interrupted", file=sys.stderr)
+        sys.exit(130)
+    raise
 
 IGNORE = -100                   # the target of a padding position: cross_entropy skips it
 

@@ -22,7 +22,7 @@ import sys
 import microgpt
 from inside import update_ratio
 from microgpt import Adam, Tape, cross_entropy, grad_norm, lr_schedule, total
-from workbench import ArgumentParser, DataError, closed_pipe, read_docs
+from workbench import ArgumentParser, DataError, closed_pipe, read_docs, say, shown
 
 
 # ---- the training loop, with every trap in it
@@ -241,7 +241,7 @@ TRAPS = {   # name: what goes wrong, how long each run is, the check of its symp
 def setup(data, seed):
     """microgpt's start: the documents shuffled by the seed, split, and the tokenizer. Raises DataError if
     the file cannot be read or holds too few documents."""
-    docs = read_docs(data)
+    docs, _ = read_docs(data)
     if len(docs) < 5:                                   # a tenth held out, rounded: at least one to validate
         raise DataError(f"{data} has {len(docs)} document(s); the traps hold out a tenth of them for validation "
                         f"and need at least 5")
@@ -328,8 +328,10 @@ def report(name, correct, trapped, vocab_size, log):
 
 
 def main(argv=None):
-    p = ArgumentParser(description="The silent failures of a training loop, each run beside the "
-                                            "correct one. With no name: the list.")
+    """The command line -> the exit status: 0, 2 (bad input, one line on stderr), 130 (Ctrl-C), 141 (the
+    output's reader went away)."""
+    p = ArgumentParser(description="The silent failures of a training loop, each run beside the correct one. "
+                                   "With no name: the list.")
     p.add_argument("name", nargs="?", help="the trap to run")
     p.add_argument("--all", action="store_true", help="run every trap, then a summary table")
     p.add_argument("--seed", type=int, default=D["seed"], help=f"random seed, as in microgpt.py (default {D['seed']})")
@@ -339,20 +341,23 @@ def main(argv=None):
     try:
         args = p.parse_args(argv)
         if args.name and args.name not in TRAPS:
-            raise DataError(f"no trap {args.name!r}; the traps are: {', '.join(TRAPS)}")
+            raise DataError(f"no trap {shown(repr(args.name))}; the traps are: {', '.join(TRAPS)}")
+        if args.name and args.all:
+            raise DataError("give a trap's NAME or --all, not both")
         if not args.name and not args.all:
             for name, t in TRAPS.items():
                 print(f"{name:<22} {t['what']}")
             print("run one: python3 traps.py NAME; all of them: python3 traps.py --all")
             return 0
-        start = setup(args.data, args.seed)
+        return run(args.name, args.all, setup(args.data, args.seed), args.seed)
     except DataError as e:
-        print(f"traps: error: {e}", file=sys.stderr)
+        say("traps", f"error: {e}")
         return 2
-    try:
-        return run(args.name, args.all, start, args.seed)
     except BrokenPipeError:
         return closed_pipe()
+    except KeyboardInterrupt:
+        say("traps", "interrupted")
+        return 130
 
 
 def run(name, all_traps, start, seed):

@@ -36,6 +36,7 @@ the same first weights, and a checkpoint from either runs in the other.
 """
 import argparse
 import csv
+import hashlib
 import importlib
 import json
 import math
@@ -45,14 +46,44 @@ import signal
 import stat
 import sys
 import time
+import unicodedata
 
 import microgpt
 from inside import update_ratio
+
+try:
+    import fcntl                        # a lock on each output while a run writes it (POSIX)
+except ImportError:
+    fcntl = None
 
 
 class DataError(Exception):
     """Bad input the user can fix (a missing file, an impossible option): main() prints the message on
     one line and exits with status 2."""
+
+
+class OutputError(Exception):
+    """An output could not be written (a full disk, a closed terminal): main() prints the message on one
+    line and exits with status 74, after the run saved what it could. `path`: the file, if one."""
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = path
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP outside training (inside, they stop it after the step, as Ctrl-C does)."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def shown(text, limit=120):
+    """User input as a message quotes it: as it is if printable and at most `limit` characters, else with
+    every unprintable character escaped (a terminal escape never reaches the terminal) and cut."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -142,6 +173,7 @@ KEPT = ("data", "split", "model", "training", "watching", "saving", "sampling")
 LOADED = ("data", "split", "model", "training", "sampling")
 FIXED = ("split", "model")
 ACTIONS = ("inside", "checkpoint")      # what to do, not how: --explain, --gradcheck, --resume, --load
+WRITTEN = ("save", "log")               # never taken from a checkpoint: someone else's file can name any path
 KINDS = {int: "a whole number", float: "a finite number", str: "a string"}
 
 
@@ -237,21 +269,24 @@ def parse_args(argv, Engine=None, description="Train a tiny GPT on a list of nam
 
 def resolve_settings(args, checkpoint, path, Engine):
     """Every setting of the run: given on the command line, else kept in the checkpoint (under --load only
-    the LOADED groups), else the declaration's default; then each checked by its rule and all together.
-    Paths are made absolute. Raises DataError where an option is invalid or contradicts the checkpoint's
-    model, data split or step."""
+    the LOADED groups; never a path to WRITE: --resume saves to the file it resumes unless --save says
+    otherwise), else the declaration's default; then each checked by its rule and all together. Paths
+    are made absolute. Raises DataError where an option is invalid or contradicts the checkpoint's model,
+    data split or step."""
     saved = checkpoint["settings"] if checkpoint else {}
     declared = {s.name: s for s in settings_of(Engine) if s.group not in ACTIONS}
     settings = {}
     for s in declared.values():
         given = getattr(args, s.name)
-        taken = s.name in saved and (args.resume or s.group in LOADED)
+        taken = s.name in saved and s.name not in WRITTEN and (args.resume or s.group in LOADED)
         if given is not None and taken and s.group in FIXED and given != saved[s.name]:
             raise DataError(f"checkpoint {path} has {s.name} {saved[s.name]}, not {given}; leave out "
                             f"{s.option} or train a new model")
         settings[s.name] = given if given is not None else saved[s.name] if taken else s.default
     if args.data is None and not (checkpoint and "data" in saved):      # names.txt beside the program
         settings["data"] = os.path.join(os.path.dirname(os.path.abspath(microgpt.__file__)), settings["data"])
+    if args.resume and args.save is None:
+        settings["save"] = args.resume                      # the run goes on in the file it came from
     name = lambda key: declared[key].option
     settings = {key: check_value(declared[key], value, name(key)) for key, value in settings.items()}
     check_together(settings, name)
@@ -267,36 +302,75 @@ def resolve_settings(args, checkpoint, path, Engine):
 # ----------------------------------------------------------------------------------------------------
 # 3. Reading inputs: files, documents, checkpoints, each checked whole before anything is built from it.
 
+MAX_BYTES = 256 * 2 ** 20             # a file larger than this is not a list of names (or a checkpoint of one)
+
+
 def read_text(path, what, fix):
-    """The whole of a UTF-8 text file, as a string. `what` names the file in errors ("data file") and
-    `fix` says what to do instead. Raises DataError if it is missing, a folder, not a regular file (a pipe
-    or a device would block or never end), unreadable or not UTF-8."""
+    """The whole of a UTF-8 text file as a string: a byte-order mark dropped, line ends as \\n. `what` names
+    the file in errors ("data file") and `fix` says what to do instead. Raises DataError if it is missing,
+    a folder, not a regular file (a pipe or a device would block or never end), a file that does not end
+    (/proc/kmsg is "regular"; read without blocking, it says so), over MAX_BYTES, unreadable or not UTF-8."""
+    where = f"{what} {shown(path)}"
     try:
         kind = os.stat(path).st_mode
     except FileNotFoundError:
-        raise DataError(f"{what} {path} not found; {fix}")
+        raise DataError(f"{where} not found; {fix}")
     except OSError as e:
-        raise DataError(f"cannot read {what} {path}: {e.strerror}; {fix}")
+        raise DataError(f"cannot read {where}: {e.strerror}; {fix}")
     if stat.S_ISDIR(kind):
-        raise DataError(f"{what} {path} is a folder; {fix}")
+        raise DataError(f"{where} is a folder; {fix}")
     if not stat.S_ISREG(kind):
-        raise DataError(f"{what} {path} is not a regular file (a pipe or a device?); {fix}")
+        raise DataError(f"{where} is not a regular file (a pipe or a device?); {fix}")
+    data = read_bytes(path, where, fix)
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DataError(f"{what} {path} is not UTF-8 text (byte {e.start}); {fix}")
+        raise DataError(f"{where} is not UTF-8 text (byte {e.start}); {fix}")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_bytes(path, where, fix):
+    """The bytes of a regular file, read without ever blocking: DataError if it does not end or is too big."""
+    chunks, size = [], 0
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_BYTES:
+                    raise DataError(f"{where} is over {MAX_BYTES // 2 ** 20} MiB, too big to be read whole; {fix}")
+        finally:
+            os.close(fd)
+    except BlockingIOError:
+        raise DataError(f"{where} has no end to read to (a stream of the system, not a file); {fix}")
     except OSError as e:
-        raise DataError(f"cannot read {what} {path}: {e.strerror}; {fix}")
+        raise DataError(f"cannot read {where}: {e.strerror}; {fix}")
+
+
+def printable(c):
+    """Whether character c may be a token: not a control character (tab aside) or a line or paragraph
+    separator, so that no sample can write a terminal escape or break a line."""
+    return c == "\t" or unicodedata.category(c) not in ("Cc", "Zl", "Zp")
 
 
 def read_docs(path):
-    """microgpt.documents() of the file at `path`: at least one. Raises DataError if there is none or the
-    file cannot be read as text."""
-    docs = microgpt.documents(read_text(path, "data file", "pass --data a UTF-8 text file, one document per line"))
+    """microgpt.documents() of the file at `path`, at least one, and the SHA-256 of its text (hex). Raises
+    DataError if there is none, a character is not printable(), or the file cannot be read as text."""
+    fix = "pass --data a UTF-8 text file, one document per line"
+    text = read_text(path, "data file", fix)
+    bad = sorted(c for c in set(text) - {"\n"} if not printable(c))
+    if bad:
+        line = next(i for i, row in enumerate(text.split("\n"), 1) if bad[0] in row)
+        raise DataError(f"data file {shown(path)} line {line} has {shown(bad[0])}, a control character; microgpt "
+                        f"learns printable text: remove it")
+    docs = microgpt.documents(text)
     if not docs:
-        raise DataError(f"data file {path} has no non-blank line; put one document per line")
-    return docs
+        raise DataError(f"data file {shown(path)} has no non-blank line; put one document per line")
+    return docs, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 CHECKPOINT_FORMAT = "microgpt checkpoint 2"
@@ -320,8 +394,10 @@ class Checked:
 def number(low=-math.inf, high=math.inf, whole=False, nullable=False):
     """A finite number in [low, high] (a whole one if `whole`; None too if `nullable`)."""
     kinds = (int,) if whole else (int, float)
-    what = f"{'a whole' if whole else 'a finite'} number" + (f" from {low} to {high}" if math.isfinite(high) else
-                                                             f" of at least {low}" if math.isfinite(low) else "")
+    g = lambda x: f"{x:g}" if type(x) is float else str(x)
+    what = f"{'a whole' if whole else 'a finite'} number" + (f" from {g(low)} to {g(high)}" if math.isfinite(high)
+                                                             else f" of at least {g(low)}" if math.isfinite(low)
+                                                             else "")
     finite = lambda v: (type(v) is float and math.isfinite(v)) or (type(v) is int and -1e308 < v < 1e308)
     ok = lambda v: type(v) in kinds and finite(v) and low <= v <= high        # (JSON's 400-digit ints too)
     return Checked(what + (" or null" if nullable else ""), lambda v: (nullable and v is None) or ok(v),
@@ -392,13 +468,20 @@ def state_description(settings, config, step):
     eval_row = Row({"step": number(1, step, whole=True), "train_loss": number(), "val_loss": number(nullable=True),
                     "seconds": number(0)})
     return Object({
-        "params": Object({name: Each(Each(number(), cols), rows) for name, (rows, cols) in shapes.items()}),
+        "params": Object({name: Each(Each(number(-MAX_WEIGHT, MAX_WEIGHT), cols), rows)
+                          for name, (rows, cols) in shapes.items()}),
         "adam": Object({"t": number(step, step, whole=True), "m": Each(number(), n_params),
                         "v": Each(number(0), n_params)}),
         "rng_state": Row({"version": number(3, 3, whole=True), "key": Each(number(0, 2 ** 32 - 1, whole=True), 625),
                           "gauss_next": number(nullable=True)}),
         "metrics": Object({"train": Each(train_row, step), "eval": Each(eval_row)}),
     })
+
+
+MAX_WEIGHT = 1e6     # far past any trained model (the default run's largest weight is about 1); past it a
+                     # forward pass of a large model could overflow a float, and sampling end in a traceback
+SHA256 = Checked("a SHA-256 in hex or null", lambda v: v is None or (type(v) is str and len(v) == 64 and
+                                                                   set(v) <= set("0123456789abcdef")))
 
 
 def validate_checkpoint(state, path, size, Engine):
@@ -409,29 +492,39 @@ def validate_checkpoint(state, path, size, Engine):
     the file's length, so that a configuration of more parameters than the file could hold is refused
     before anything is sized from it. Raises DataError naming the first problem."""
     if type(state) is not dict or state.get("format") != CHECKPOINT_FORMAT:
-        raise DataError(f"{path} is not a microgpt checkpoint ({CHECKPOINT_FORMAT}); give one saved with --save")
+        raise DataError(f"{shown(path)} is not a microgpt checkpoint ({CHECKPOINT_FORMAT}); give one saved with "
+                        f"--save")
     try:
-        head = Object({"settings": settings_description(Engine), "config": Object({}), "chars": Each(Checked(
-            "single character", lambda c: type(c) is str and len(c) == 1)), "step": number(0, whole=True)}).check(
-            state, "")
+        head, config = check_head(state, Engine)
         s = head["settings"]
-        check_together(s, "settings.{}".format)
-        config = Object({"vocab_size": number(len(head["chars"]) + 1, len(head["chars"]) + 1, whole=True),
-                         **{k: number(s[k], s[k], whole=True) for k in ("n_embd", "n_head", "n_layer", "block_size")}
-                         }).check(state["config"], "config")
-        if len(set(head["chars"])) != len(head["chars"]) or not head["chars"]:
-            raise DataError("chars are not distinct single characters")
-        if head["step"] > s["steps"]:
-            raise DataError(f"step {head['step']} is more than settings.steps {s['steps']}")
         n = microgpt.count_parameters(config["vocab_size"], s["n_embd"], s["n_layer"], s["block_size"])
         if 2 * n > size:
             raise DataError(f"its configuration has {n:,} parameters, more than its {size:,} bytes can hold")
         rest = state_description(s, config, head["step"]).check(state, "")
         check_history(rest, head["step"])
     except DataError as e:
-        raise DataError(f"checkpoint {path} is damaged: {e}")
+        raise DataError(f"checkpoint {shown(path)} is damaged: {e}")
     rng_state = (3, tuple(rest["rng_state"]["key"]), rest["rng_state"]["gauss_next"])
     return {**state, **head, **rest, "config": config, "rng_state": rng_state}
+
+
+def check_head(state, Engine):
+    """The settings, vocabulary, step and data's hash of a checkpoint, checked, and its configuration."""
+    head = Object({"settings": settings_description(Engine), "config": Object({}), "step": number(0, whole=True),
+                   "chars": Each(Checked("a single character", lambda c: type(c) is str and len(c) == 1)),
+                   "data_sha256": SHA256}, optional={"data_sha256": None}).check(state, "")
+    s, chars = head["settings"], head["chars"]
+    check_together(s, "settings.{}".format)
+    config = Object({"vocab_size": number(len(chars) + 1, len(chars) + 1, whole=True),
+                     **{k: number(s[k], s[k], whole=True) for k in ("n_embd", "n_head", "n_layer", "block_size")}
+                     }).check(state["config"], "config")
+    if not chars or len(set(chars)) != len(chars) or chars != sorted(chars):
+        raise DataError("chars are not distinct characters in sorted order, as the tokenizer makes them")
+    if not all(map(printable, chars)):
+        raise DataError(f"chars has {shown(next(c for c in chars if not printable(c)))}, a control character")
+    if head["step"] > s["steps"]:
+        raise DataError(f"step {head['step']} is more than settings.steps {s['steps']}")
+    return head, config
 
 
 def check_history(rest, step):
@@ -453,9 +546,9 @@ def load_checkpoint(path, Engine=None):
     try:
         state = json.loads(text)
     except ValueError as e:
-        raise DataError(f"checkpoint {path} is not valid JSON, perhaps truncated ({e})")
+        raise DataError(f"checkpoint {shown(path)} is not valid JSON, perhaps truncated ({e})")
     except RecursionError:
-        raise DataError(f"checkpoint {path} is JSON nested too deeply to be a checkpoint")
+        raise DataError(f"checkpoint {shown(path)} is JSON nested too deeply to be a checkpoint")
     return validate_checkpoint(state, path, len(text), Engine or microgpt.Engine)
 
 
@@ -482,82 +575,170 @@ def check_memory(Engine, settings, vocab_size, training):
 
 def read_inputs(args, Engine):
     """The checked inputs of a run, before anything is built: (checkpoint or None, settings, documents,
-    tokenizer). Raises DataError for bad input."""
+    tokenizer, the data's SHA-256). Raises DataError for bad input."""
     path = args.resume or args.load
     checkpoint = load_checkpoint(path, Engine) if path else None
     settings = resolve_settings(args, checkpoint, path, Engine)
-    docs = read_docs(settings["data"])
+    docs, sha256 = read_docs(settings["data"])
+    if checkpoint and args.resume and args.data is None and checkpoint["data_sha256"] not in (None, sha256):
+        raise DataError(f"data file {shown(settings['data'])} has changed since checkpoint {shown(path)} was saved "
+                        f"(its text's SHA-256 differs), so the run would not go on as it was; give --data "
+                        f"{shown(settings['data'])} to go on with the file as it is now")
     tokenizer = microgpt.Tokenizer(checkpoint["chars"]) if checkpoint else microgpt.Tokenizer.from_docs(docs)
     unknown = sorted(set("".join(docs)) - set(tokenizer.chars))
     if unknown and args.resume:
-        raise DataError(f"{settings['data']} has characters checkpoint {path} does not know "
-                        f"({''.join(unknown[:10])}); train a new model on it instead of resuming")
+        raise DataError(f"{shown(settings['data'])} has characters checkpoint {shown(path)} does not know "
+                        f"({shown(''.join(unknown[:10]))}); train a new model on it instead of resuming")
     for option, text in (("--explain", args.explain or ""), ("--gradcheck", args.gradcheck or ""),
                          ("--prefix", settings["prefix"])):
         unknown = sorted(set(text) - set(tokenizer.chars))
         if unknown:
-            raise DataError(f"{option} {text!r} has characters the model does not know: {''.join(unknown)}")
+            raise DataError(f"{option} {shown(repr(text))} has characters the model does not know: "
+                            f"{shown(''.join(unknown))}")
     if len(settings["prefix"]) >= settings["block_size"]:
         raise DataError(f"--prefix is {len(settings['prefix'])} characters; it must be shorter than block_size "
                         f"{settings['block_size']}")
-    return checkpoint, settings, docs, tokenizer
+    return checkpoint, settings, docs, tokenizer, sha256
 
 
 # ----------------------------------------------------------------------------------------------------
 # 4. Writing: checkpoints, whole or not at all.
 
-def temporary_path(path):
-    """The hidden file beside `path` that a save writes before renaming it into place: one per path."""
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def hidden(path, suffix):
+    """The hidden file beside `path` with this suffix: .NAME.tmp (a save's temporary), .NAME.lock (the claim)."""
     folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{name}.tmp")
+    return os.path.join(folder, f".{name}.{suffix}")
 
 
 def write_atomically(path, text):
     """Write text to path through a temporary file beside it and a rename, so that a crash at any moment
     leaves either the old file or the new one, never half of one. The temporary file has one name per
-    path, so a save killed half-way leaves nothing that the next save does not overwrite and rename.
-    (Two runs saving to one path at the same time are not supported.) Raises DataError if it cannot."""
-    tmp = temporary_path(path)
+    path, so a save killed half-way leaves nothing that the next save does not remove; it is made anew
+    each time (O_EXCL), so a link planted at its name is removed, never followed. A run writes only the
+    files it claimed (Claim), so no other run saves to the same path meanwhile. Raises OutputError if
+    it cannot."""
+    tmp = hidden(path, "tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)                                  # a killed save's leftover, or a planted link
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())                            # the bytes are on disk before the rename
         os.replace(tmp, path)                               # atomic: readers see the old file or the new
     except BaseException as e:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
         if isinstance(e, OSError):
-            raise DataError(f"cannot write {path}: {e.strerror}")
+            raise OutputError(f"cannot write {shown(path)}: {e.strerror}", path)
         raise
 
 
-def check_writable(path, option):
-    """Raise DataError now, before any training, if `path` cannot be written as a regular file."""
-    folder = os.path.dirname(os.path.abspath(path))
+def check_output(path, option, kind, inputs):
+    """Raise DataError now, before any work, unless `path` can take this output: its folder exists, it is
+    not an input of the run (`inputs`, {path: what it is}), and what is there now, if anything, is a
+    regular file of the same kind (`kind`: "checkpoint" or "log") or empty. The one place that decides
+    what an output may replace: a checkpoint a newer one of the run, a log a log, nothing else."""
+    folder, where = os.path.dirname(os.path.abspath(path)), f"{option} {shown(path)}"
     if not os.path.isdir(folder):
-        raise DataError(f"{option} {path}: folder {folder} does not exist")
+        raise DataError(f"{where}: folder {shown(folder)} does not exist")
+    for other, what in inputs.items():
+        if same_file(path, other):
+            raise DataError(f"{where} is {what}; an output never replaces an input: give another file name")
     if os.path.isdir(path):
-        raise DataError(f"{option} {path} is a folder; give a file name")
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise DataError(f"{option} {path} is not a regular file (a pipe or a device?); give a file name")
+        raise DataError(f"{where} is a folder; give a file name")
+    if os.path.lexists(path):
+        if not os.path.isfile(path):
+            raise DataError(f"{where} is not a regular file (a pipe or a device?); give a file name")
+        if not is_kind(path, kind):
+            raise DataError(f"{where} is a file that is not a microgpt {kind}; a {kind} replaces only a {kind}: "
+                            f"give a new file name")
+
+
+def same_file(a, b):
+    """Whether two paths name one file: the same path once links are resolved, or the same inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
     try:
-        with open(temporary_path(path), "w"):
+        return os.path.samefile(a, b)
+    except OSError:                                         # one of them does not exist (yet)
+        return False
+
+
+def is_kind(path, kind):
+    """Whether the file at path is empty, or a microgpt checkpoint (JSON with its "format", of any version)
+    or a microgpt log (its header row)."""
+    try:
+        if os.path.getsize(path) == 0:
+            return True
+        if kind == "log":
+            with open(path, "rb") as f:
+                return f.readline().decode("utf-8", "replace").strip() == ",".join(CsvLog.COLUMNS)
+        state = json.loads(read_text(path, "checkpoint", ""))
+    except (OSError, ValueError, RecursionError, DataError):
+        return False
+    return type(state) is dict and str(state.get("format", "")).startswith("microgpt checkpoint")
+
+
+class Claim:
+    """A run's hold on one output file while it runs: an exclusive lock (fcntl.flock, where the system has
+    it) on the hidden file .NAME.lock beside it, so that a second run writing the same file stops before
+    any work with a line that names the clash, instead of the two saves renaming each other's files away.
+    A run that is killed loses its lock with it; release() removes the lock file."""
+
+    def __init__(self, path, option):
+        self.path = hidden(path, "lock")
+        where = f"{option} {shown(path)}"
+        for _ in range(3):                                  # a lock file a finishing run removes: take the next
+            try:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o666)
+            except OSError as e:
+                raise DataError(f"{where}: cannot write in {shown(os.path.dirname(self.path))} ({e.strerror})")
+            if fcntl is None or self.lock(where):
+                return
+        raise DataError(f"{where}: cannot hold {shown(self.path)}; give another file name")
+
+    def lock(self, where):
+        """Take the lock; True if it is still the one at the path (else try again)."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.read(self.fd, 32).decode("ascii", "replace").strip() or "another"
+            os.close(self.fd)
+            raise DataError(f"{where}: process {shown(other)} is writing it now (it holds {shown(self.path)}); "
+                            f"wait for it to end or give another file name")
+        try:
+            if os.fstat(self.fd).st_ino == os.stat(self.path, follow_symlinks=False).st_ino:
+                os.ftruncate(self.fd, 0)
+                os.write(self.fd, str(os.getpid()).encode())
+                return True
+        except OSError:
             pass
-        os.unlink(temporary_path(path))
-    except OSError as e:
-        raise DataError(f"{option} {path}: cannot write in {folder} ({e.strerror})")
+        os.close(self.fd)
+        return False
+
+    def release(self):
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self.fd)
 
 
-def checkpoint_text(engine_state, chars, settings, step, rng_state, metrics):
+def checkpoint_text(engine_state, chars, settings, step, rng_state, metrics, data_sha256=None):
     """A checkpoint as JSON text: the engine's state (its parameters and Adam's), the configuration, the
-    vocabulary, the kept settings, the step, the random generator's state and the metrics, rows as lists
-    in field order. JSON keeps every float exactly."""
+    vocabulary, the kept settings, the step, the random generator's state, the metrics (rows as lists in
+    field order) and the SHA-256 of the data's text, so that a resume can tell the data changed. JSON keeps
+    every float exactly."""
     model = {key: settings[key] for key in ("n_embd", "n_head", "n_layer", "block_size")}
     return json.dumps({
         "format": CHECKPOINT_FORMAT, "config": {"vocab_size": len(chars) + 1, **model}, "chars": list(chars),
         "settings": settings, "step": step, "params": engine_state["params"], "adam": engine_state["adam"],
-        "rng_state": rng_state,
+        "rng_state": rng_state, "data_sha256": data_sha256,
         "metrics": {"train": [[row[f] for f in TRAIN_FIELDS] for row in metrics["train"]],
                     "eval": [[row[f] for f in EVAL_FIELDS] for row in metrics["eval"]]}})
 
@@ -612,46 +793,70 @@ class Clock:
 
 class CsvLog:
     """The run's metrics as CSV, one row per training step and per evaluation, in the order they happened
-    (a resumed run writes its history first); line-buffered, so every row is on disk once written."""
+    (a resumed run writes its history first); line-buffered, so every row is on disk once written. A link
+    planted at the log's name is not followed. A failed write raises OutputError."""
     COLUMNS = ("kind",) + TRAIN_FIELDS + ("grad_clip", "train_loss", "val_loss", "val_ppl")
 
     def __init__(self, path, grad_clip, metrics):
-        self.file = open(path, "w", newline="", encoding="utf-8", buffering=1)
-        self.writer, self.grad_clip = csv.writer(self.file), grad_clip
-        self.writer.writerow(self.COLUMNS)
+        self.path, self.grad_clip = path, grad_clip
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o666)
+            self.file = open(fd, "w", newline="", encoding="utf-8", buffering=1)
+        except OSError as e:
+            raise OutputError(f"cannot write the log {shown(path)}: {e.strerror}", path)
+        self.writer = csv.writer(self.file)
+        self.write(self.COLUMNS)
         evals = {row["step"]: row for row in metrics["eval"]}
         for row in metrics["train"]:
             self.train(row)
             if row["step"] in evals:
                 self.eval(evals[row["step"]])
 
+    def write(self, row):
+        try:
+            self.writer.writerow(row)
+        except OSError as e:
+            raise OutputError(f"cannot write the log {shown(self.path)}: {e.strerror}", self.path)
+
     def train(self, row):
         blank = lambda x: "" if x is None else x
-        self.writer.writerow(["train"] + [blank(row[f]) for f in TRAIN_FIELDS] + [blank(self.grad_clip), "", "", ""])
+        self.write(["train"] + [blank(row[f]) for f in TRAIN_FIELDS] + [blank(self.grad_clip), "", "", ""])
 
     def eval(self, row):
         if row["val_loss"] is not None:
-            self.writer.writerow(["eval", row["step"]] + [""] * 8 +
-                                 [row["train_loss"], row["val_loss"], microgpt.perplexity(row["val_loss"])])
+            self.write(["eval", row["step"]] + [""] * 8 +
+                       [row["train_loss"], row["val_loss"], microgpt.perplexity(row["val_loss"])])
 
     def close(self):
-        self.file.close()
+        """Close the file; returns the OutputError of a failed last write, or None."""
+        try:
+            self.file.close()
+        except OSError as e:
+            return OutputError(f"cannot write the log {shown(self.path)}: {e.strerror}", self.path)
+        return None
+
+
+def stop_signals():
+    """The signals that stop a run as Ctrl-C does: SIGINT, and SIGTERM and SIGHUP where the system has them
+    (what `timeout`, `docker stop`, a scheduler and a closed terminal send)."""
+    return [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
 
 class Stop:
-    """`with Stop() as stop:` Ctrl-C (SIGINT) asks the run to stop after the step it is in: stop.requested
-    turns true. The handler before it is put back at the end."""
+    """`with Stop() as stop:` Ctrl-C, SIGTERM or SIGHUP asks the run to stop after the step it is in:
+    stop.requested turns true and stop.signum says which. The handlers before are put back at the end."""
 
     def __enter__(self):
-        self.requested = False
-        self.previous = signal.signal(signal.SIGINT, self.request)
+        self.requested, self.signum = False, signal.SIGINT
+        self.previous = {signum: signal.signal(signum, self.request) for signum in stop_signals()}
         return self
 
     def request(self, signum, frame):
-        self.requested = True
+        self.requested, self.signum = True, signum
 
     def __exit__(self, *exc_info):
-        signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 class Watch:
@@ -835,22 +1040,40 @@ def print_attention(r, x, labels):
                 log(f"  {t:2d} {label:>3} reads  {cells:<{4 * len(labels)}}  most: {labels[top]} {weights[top]:.0%}")
 
 
-def print_gradcheck(r, doc, report, tolerance=1e-4):
-    """Print gradcheck()'s report per matrix and the verdict. Returns the exit status: 0, or 1 if a
-    relative error is over the tolerance."""
-    r.log(f"gradcheck {doc!r}: backward() against central finite differences, (L(p+h) - L(p-h)) / 2h with "
-          f"h = 1e-5, on the {sum(m['reached'] for m in report.values()):,} of {r.engine.n_params:,} parameters "
-          f"the document reaches")
-    r.log("  matrix             checked (non-zero) / reached / all    worst relative error")
-    for name, m in report.items():
-        r.log(f"  {name:<16} {m['checked']:>5} ({m['nonzero']:>5}) / {m['reached']:>6} / {m['total']:<6} "
-              f"{m['worst']:10.1e}")
+class GradcheckPrinter:
+    """gradcheck()'s on_matrix: each matrix's line as soon as it is checked (the first with the heading), and
+    on a terminal a status line of how long is left, so that a larger model's check is seen to work."""
+
+    def __init__(self, r, doc):
+        self.r, self.doc, self.start = r, doc, time.perf_counter()
+
+    def __call__(self, name, m, done, total):
+        r = self.r
+        if not hasattr(self, "rows"):
+            self.rows = True
+            r.console.line(f"gradcheck {shown(repr(self.doc))}: backward() against central finite differences, "
+                           f"(L(p+h) - L(p-h)) / 2h with h = 1e-5, on {total:,} entries among those the "
+                           f"document reaches (two forward passes each)")
+            r.console.line("  matrix             checked (non-zero) / reached / all    worst relative error")
+        r.console.line(f"  {name:<16} {m['checked']:>5} ({m['nonzero']:>5}) / {m['reached']:>6} / {m['total']:<6} "
+                       f"{m['worst']:10.1e}")
+        seconds = time.perf_counter() - self.start
+        r.console.status(f"gradcheck: {done:,} of {total:,} entries, {format_seconds(seconds / done * (total - done))} "
+                         f"left")
+        if r.log is print:
+            sys.stdout.flush()                          # a pipe sees each line as it comes, not at the end
+
+
+def print_verdict(r, report, tolerance=1e-4):
+    """The gradient check's verdict. Returns the exit status: 0, or 1 if a relative error is over the
+    tolerance."""
     name, worst = max(((name, m["worst"]) for name, m in report.items()), key=lambda item: item[1])
     if worst > tolerance:
-        r.log(f"gradcheck FAILED: {name} is off by a relative {worst:.1e}, over the tolerance {tolerance:.0e}: "
-              f"backward() and the finite differences disagree there")
+        r.console.line(f"gradcheck FAILED: {name} is off by a relative {worst:.1e}, over the tolerance "
+                       f"{tolerance:.0e}: backward() and the finite differences disagree there")
         return 1
-    r.log(f"gradcheck passed: the worst relative error is {worst:.1e} ({name}), under the tolerance {tolerance:.0e}")
+    r.console.line(f"gradcheck passed: the worst relative error is {worst:.1e} ({name}), under the tolerance "
+                   f"{tolerance:.0e}")
     return 0
 
 
@@ -869,20 +1092,59 @@ class Run:
         """Save the run at step_done to settings["save"]."""
         write_atomically(self.settings["save"], checkpoint_text(
             self.engine.state(), self.tokenizer.chars, {s.name: self.settings[s.name] for s in kept(self.Engine)},
-            step_done, self.rng.getstate(), self.metrics))
+            step_done, self.rng.getstate(), self.metrics, self.data_sha256))
+
+    def release(self):
+        """Let go of the output files this run claimed."""
+        for claim in self.claims:
+            claim.release()
+        self.claims = []
+
+
+def claim_outputs(args, settings):
+    """Check --save and --log (check_output: what each may replace) and claim them (Claim). Returns the
+    claims. --resume's checkpoint may be saved over, by the run it holds; nothing else the run reads."""
+    program = {getattr(module, "__file__", "") for module in (microgpt, sys.modules[__name__])} | {sys.argv[0]}
+    inputs = {path: "a file of this program" for path in program if path and os.path.isfile(path)}
+    inputs[settings["data"]] = "the data file (--data)"
+    outputs = [("--resume" if args.resume and not args.save else "--save", "save", "checkpoint"),
+               ("--log", "log", "log")]
+    if settings["save"] and settings["log"] and same_file(settings["save"], settings["log"]):
+        raise DataError(f"--log {shown(settings['log'])} is the file the checkpoint is saved to; give them "
+                        f"different names")
+    claims = []
+    try:
+        for option, key, kind in outputs:
+            if settings[key]:
+                others = dict(inputs, **({args.resume: "the checkpoint --resume reads"} if key == "log" and
+                                         args.resume else {}))
+                check_output(settings[key], option, kind, others)
+                claims.append(Claim(settings[key], option))
+    except DataError:
+        for claim in claims:
+            claim.release()
+        raise
+    return claims
 
 
 def prepare(args, Engine, leader=True, log=print):
     """Everything a run starts from, all checked before any work (read_inputs, the model's memory, the
-    output files); then the data shuffled and split, and the engine built (or restored). Raises DataError
-    for bad input."""
-    checkpoint, settings, docs, tokenizer = read_inputs(args, Engine)
+    output files, claimed); then the data shuffled and split, and the engine built (or restored). Raises
+    DataError for bad input."""
+    checkpoint, settings, docs, tokenizer, sha256 = read_inputs(args, Engine)
     training = not args.load and args.explain is None and args.gradcheck is None
     check_memory(Engine, settings, tokenizer.vocab_size, training)
-    if training and leader:
-        for option, key in (("--save", "save"), ("--log", "log")):
-            if settings[key]:
-                check_writable(settings[key], option)
+    claims = claim_outputs(args, settings) if training and leader else []
+    try:
+        return build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims)
+    except BaseException:
+        for claim in claims:
+            claim.release()
+        raise
+
+
+def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims):
+    """The run of prepare(): the documents shuffled by the seed and split, the engine built (or restored)."""
     rng = random.Random(settings["seed"])
     rng.shuffle(docs)                                       # the seed fixes the order and so the split
     try:
@@ -898,7 +1160,7 @@ def prepare(args, Engine, leader=True, log=print):
             step, metrics = checkpoint["step"], checkpoint["metrics"]
     return Run(args=args, Engine=Engine, log=log, console=Console(log), checkpoint=checkpoint, settings=settings,
                docs=docs, train_docs=train_docs, val_docs=val_docs, tokenizer=tokenizer, rng=rng, engine=engine,
-               step=step, metrics=metrics)
+               step=step, metrics=metrics, data_sha256=sha256, claims=claims)
 
 
 def print_header(r):
@@ -915,47 +1177,104 @@ def print_header(r):
             f"and train on their first {s['block_size']} positions only")
     if r.checkpoint:
         path = r.args.resume or r.args.load
-        log(f"{'resuming' if r.args.resume else 'loaded'} {path} at step {r.checkpoint['step']}")
+        log(f"{'resuming' if r.args.resume else 'loaded'} {shown(path)} at step {r.checkpoint['step']}")
+        for line in checkpoint_notes(r):
+            log(line)
     if getattr(r.engine, "about", None):
         log(r.engine.about)
 
 
+def checkpoint_notes(r):
+    """What a run from a checkpoint should know before it starts: where it saves, where the checkpoint's
+    own run saved and logged (never written unless given again), and whether the data changed."""
+    s, saved, notes = r.settings, r.checkpoint["settings"], []
+    if r.args.resume:
+        notes.append(f"  it saves to {shown(s['save'])}" + (" as it goes, the file it resumes" if same_file(
+            s["save"], r.args.resume) else "") + " (--save PATH saves elsewhere)")
+        if saved["save"] and not same_file(saved["save"], s["save"]):
+            notes.append(f"  its run saved to {shown(saved['save'])}: give --save {shown(saved['save'])} to save "
+                         f"there instead")
+        if saved["log"] and not s["log"]:
+            notes.append(f"  its run logged to {shown(saved['log'])}; this run writes no log: give --log "
+                         f"{shown(saved['log'])} to go on with it")
+    if r.checkpoint["data_sha256"] not in (None, r.data_sha256):
+        notes.append(f"  the data file {shown(s['data'])} is not the text the checkpoint was trained on (its "
+                     f"SHA-256 differs): the documents, their order and split are this file's")
+    return notes
+
+
 def train_run(r):
-    """Train from r.step to the last step, watched; then the summary, the loss curve and the final save.
-    Returns None when training finished, 130 when Ctrl-C stopped it (after saving). Raises DataError
-    (after saving the last good state) if the loss stops being finite."""
-    s, console = r.settings, r.console
-    csv_log = CsvLog(s["log"], s["grad_clip"], r.metrics) if s["log"] else None
-    try:
-        with Stop() as stop:
-            watch = Watch(r, stop, csv_log)
-            r.engine.train(r.train_docs, r.step, watch.on_step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"],
-                           s["batch_size"], s["grad_clip"])
-    except FloatingPointError as e:
-        saved = ""
+    """Train from r.step to the last step, watched; then the final save, the summary and the loss curve.
+    Returns None when training finished; when a signal stopped it, after saving, 128 + the signal's number
+    (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Raises DataError if the loss stops being finite, OutputError if
+    an output fails (a full disk, a terminal gone), BrokenPipeError if the output's reader went away: each
+    after saving the last good state where it can be."""
+    s = r.settings
+    with Stop() as stop:                        # through the final save: a signal now cannot cut it short
+        watch, failure = watched_training(r, stop)
+        if failure is not None:
+            raise ended(r, watch, failure)
+        if stop.requested:
+            return interrupted(r, watch.step_done, stop.signum)
         if s["save"]:
-            r.save(watch.step_done)
-            saved = f"; saved the last good state (step {watch.step_done}) to {s['save']}"
-        raise DataError(f"training stopped at step {watch.step_done + 1}: {e}{saved}; try a lower --lr or --grad-clip")
-    finally:
-        if csv_log:
-            csv_log.close()
-    if stop.requested:
-        where = f"interrupted at step {watch.step_done}"
-        if s["save"]:
-            r.save(watch.step_done)
-            console.line(f"{where}: saved {s['save']}; continue with --resume {s['save']}")
-        else:
-            console.line(f"{where}: nothing saved (give --save PATH to keep a run)")
-        return 130
+            r.save(watch.step_done)             # first: nothing optional after it (summary, curve) can lose it
     if watch.step_done:
-        console.line(watch.clock.summary(watch.step_done))
+        r.console.line(watch.clock.summary(watch.step_done))
     for line in loss_curve(r.metrics):
         r.log(line)
     if s["save"]:
-        r.save(watch.step_done)
-        r.log(f"saved {s['save']} (sample from it later with --load {s['save']})")
+        r.log(f"saved {shown(s['save'])} (sample from it later with --load {shown(s['save'])})")
     return None
+
+
+def watched_training(r, stop):
+    """The training of train_run(), watched by a Watch: (the watch, the exception that ended it or None)."""
+    s = r.settings
+    csv_log = CsvLog(s["log"], s["grad_clip"], r.metrics) if s["log"] else None
+    watch, failure = Watch(r, stop, csv_log), None
+    try:
+        r.engine.train(r.train_docs, r.step, watch.on_step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"],
+                       s["batch_size"], s["grad_clip"])
+    except (FloatingPointError, OSError, OutputError) as e:
+        failure = e
+    finally:
+        if csv_log:
+            failure = csv_log.close() or failure
+    return watch, failure
+
+
+def ended(r, watch, failure):
+    """The exception a run that failed mid-way raises, once its last good state is saved where it can be."""
+    s, step, saved = r.settings, watch.step_done, ""
+    if s["save"] and getattr(failure, "path", None) != s["save"]:     # (unless the save itself failed)
+        try:
+            r.save(step)
+            saved = f"; saved the last good state (step {step}) to {shown(s['save'])}"
+        except OutputError as e:
+            saved = f"; could not save the last good state either ({e})"
+    if isinstance(failure, FloatingPointError):
+        return DataError(f"training stopped at step {step + 1}: {failure}{saved}; try a lower --lr or --grad-clip")
+    if isinstance(failure, BrokenPipeError):
+        return failure                                      # the reader went away: nothing to tell it
+    if isinstance(failure, OutputError):
+        return OutputError(f"{failure}{saved}")
+    return OutputError(f"cannot write to the output ({failure.strerror}){saved}")
+
+
+def interrupted(r, step, signum):
+    """Save a run a signal stopped, say so (if the output still takes it) and return 128 + signum."""
+    s, name = r.settings, signal.Signals(signum).name
+    where = f"interrupted at step {step}" if signum == signal.SIGINT else f"stopped by {name} at step {step}"
+    if s["save"]:
+        r.save(step)
+        text = f"{where}: saved {shown(s['save'])}; continue with --resume {shown(s['save'])}"
+    else:
+        text = f"{where}: nothing saved (give --save PATH to keep a run)"
+    try:
+        r.console.line(text)
+    except OSError:                             # a closed terminal (SIGHUP): the checkpoint is what matters
+        pass
+    return 128 + signum
 
 
 def sample_run(r):
@@ -977,7 +1296,7 @@ def look_inside(r):
     s, args = r.settings, r.args
     doc = (args.explain if args.explain is not None else args.gradcheck) or r.train_docs[0]
     if args.gradcheck is not None:
-        return print_gradcheck(r, doc, inside.gradcheck(r.engine, doc, random.Random(s["seed"])))
+        return print_verdict(r, inside.gradcheck(r.engine, doc, random.Random(s["seed"]), GradcheckPrinter(r, doc)))
     step = r.checkpoint["step"] if r.checkpoint else 0                # the step the model would take next
     lr = microgpt.lr_schedule(step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"])
     note = f" (model at step {step})"
@@ -1004,39 +1323,85 @@ def follow(r):
 def run(args, Engine=None, leader=True, log=print):
     """The whole program for parsed options. Returns the exit status; raises DataError for bad input."""
     r = prepare(args, Engine or microgpt.Engine, leader, log)
-    if not leader:
-        return follow(r)
-    print_header(r)
-    if args.explain is not None or args.gradcheck is not None:
-        return look_inside(r)
-    if not args.load:
-        status = train_run(r)
-        if status is not None:
-            return status
-    sample_run(r)
-    return 0
+    try:
+        if not leader:
+            return follow(r)
+        print_header(r)
+        if args.explain is not None or args.gradcheck is not None:
+            return look_inside(r)
+        if not args.load:
+            status = train_run(r)
+            if status is not None:
+                return status
+        sample_run(r)
+        return 0
+    finally:
+        r.release()
+
+
+def abandon_stdout():
+    """After the output failed (its reader went away, the disk is full): send the rest of stdout nowhere, so
+    that not even Python's exit tries it again and prints a traceback."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):           # (stdout is not a file: nothing to abandon)
+        pass
 
 
 def closed_pipe():
-    """After BrokenPipeError (the reader of our output went away, as `| head` does): send the rest of
-    stdout nowhere, so that not even Python's exit prints a traceback, and return 141, a shell's status for
-    a program its pipe stopped."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    """After BrokenPipeError (the reader of our output went away, as `| head` does): stdout abandoned, and
+    141, a shell's status for a program its pipe stopped."""
+    abandon_stdout()
     return 141
+
+
+def say(program, message):
+    """One line on stderr: the message with anything unprintable escaped, cut to a sane length."""
+    try:
+        print(f"{program}: {shown(message, 600)}", file=sys.stderr)
+    except OSError:
+        pass
+
+
+def raise_stopped(signum, frame):
+    raise Stopped(signum)
 
 
 def main(argv=None, Engine=None, program="microgpt", leader=True, description=None):
     """The command line of `python3 microgpt.py` (Engine None: microgpt.Engine) or of another engine's
-    program. Returns the exit status: 0, 1 (a failed gradient check), 2 (bad input, one line on stderr),
-    130 (Ctrl-C), 141 (the output's reader went away)."""
+    program. Returns the exit status: 0, 1 (a failed gradient check), 2 (bad input), 74 (an output could
+    not be written), 128 + a signal's number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), 141 (the output's
+    reader went away); each failure says why in one line on stderr."""
+    for stream in (sys.stdout, sys.stderr):     # a character the terminal's encoding lacks is shown escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    previous = {signum: signal.signal(signum, raise_stopped) for signum in stop_signals()[1:]}
+    try:
+        return checked(argv, Engine, program, leader, description)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def checked(argv, Engine, program, leader, description):
+    """main() for argv, every way it can end turned into an exit status and at most one line on stderr."""
     try:
         args = parse_args(argv, Engine, *([description] if description else []))
-        return run(args, Engine, leader)
+        status = run(args, Engine, leader)
+        sys.stdout.flush()                      # now, where a failure is caught, not at the interpreter's exit
+        return status
     except DataError as e:
-        print(f"{program}: error: {e}", file=sys.stderr)
+        say(program, f"error: {e}")
         return 2
-    except KeyboardInterrupt:
-        print(f"{program}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         return closed_pipe()
+    except (OutputError, OSError) as e:                     # OSError: stdout itself, outside training
+        abandon_stdout()
+        say(program, f"error: {e if isinstance(e, OutputError) else f'cannot write to the output ({e.strerror})'}")
+        return 74
+    except Stopped as e:
+        say(program, f"stopped by {e}")
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        say(program, "interrupted")
+        return 130

@@ -1,5 +1,6 @@
 """Checkpoints: what one holds, a resume that continues the run exactly (after a real Ctrl-C too), --load,
 every way a file can be damaged or be something else, and a save killed at random moments."""
+import hashlib
 import json
 import math
 import os
@@ -61,7 +62,9 @@ class TestWhatACheckpointHolds(CheckpointCase):
         self.ok("--steps", 3, "--samples", 0, "--save", path)
         state = load_json(path)
         self.assertEqual(set(state), {"format", "config", "chars", "settings", "step", "params", "adam",
-                                      "rng_state", "metrics"})
+                                      "rng_state", "metrics", "data_sha256"})
+        with open(self.data, "rb") as f:
+            self.assertEqual(state["data_sha256"], hashlib.sha256(f.read()).hexdigest())
         self.assertEqual(state["config"], {"vocab_size": 22, "n_embd": 8, "n_head": 2, "n_layer": 1,
                                            "block_size": 8})
         self.assertEqual(state["adam"]["t"], 3)
@@ -93,7 +96,7 @@ class TestWhatACheckpointHolds(CheckpointCase):
             raise OSError(28, "No space left on device")
 
         with replaced(os, "replace", crash):
-            with self.assertRaises(workbench.DataError):
+            with self.assertRaises(workbench.OutputError):
                 workbench.write_atomically(path, '{"new": true}')
         with open(path) as f:
             self.assertEqual(f.read(), '{"old": true}')
@@ -221,13 +224,16 @@ class TestCtrlCThenResume(TempDirTestCase, unittest.TestCase):
         self.assertIsNotNone(match, last)
         return int(match.group(1))
 
-    def test_resume_alone_continues_the_run_line_for_line_to_the_same_checkpoint(self):
+    def test_resume_continues_the_run_line_for_line_to_the_same_checkpoint(self):
+        """--resume PATH --log LOG after a real Ctrl-C: the rest of the run as it would have been, saved to PATH.
+        (The log is given again: a path to write is never taken from a checkpoint.)"""
         status, whole, err = run_main("--data", self.data, *self.RUN, *self.files("full"))
         self.assertEqual(status, 0, err)
         stopped = self.interrupt_a_real_run()
         self.assertLess(stopped, 300)
         self.assertEqual(load_json(os.path.join(self.tmp, "part", "run.json"))["step"], stopped)
-        status, resumed, err = run_main("--resume", os.path.join(self.tmp, "part", "run.json"))
+        status, resumed, err = run_main("--resume", os.path.join(self.tmp, "part", "run.json"),
+                                        "--log", os.path.join(self.tmp, "part", "run.csv"))
         self.assertEqual(status, 0, err)
 
         def after(text, folder):
@@ -238,7 +244,8 @@ class TestCtrlCThenResume(TempDirTestCase, unittest.TestCase):
             return lines[first:]
 
         self.assertEqual(after(whole, "full"), after(resumed, "part"))
-        self.assertIn(f"resuming {self.tmp}/part/run.json at step {stopped}", resumed)
+        self.assertIn(f"resuming {self.tmp}/part/run.json at step {stopped}\n  it saves to {self.tmp}/part/run.json "
+                      f"as it goes, the file it resumes (--save PATH saves elsewhere)\n", resumed)
         self.assertRegex(resumed, r"trained 300 steps in .* evaluation took")
         self.assertEqual(len(re.findall(r"^eval ", resumed, re.M)), 30 - stopped // 10)
         self.assertGreaterEqual(stopped, 20)            # the history the resumed log rewrites holds evaluations
@@ -379,7 +386,7 @@ class TestDamagedCheckpoints(TempDirTestCase, unittest.TestCase):
                     with self.subTest(field=where, damage=name, mode=mode):
                         got = self.outcome(text, mode)
                         optional = path[:1] == ("settings",) and path[1:2] and path[1] in OPTIONAL
-                        required = not optional and path[:2] != ("metrics", "eval")
+                        required = not optional and path[:2] != ("metrics", "eval") and path != ("data_sha256",)
                         if name in NEVER_VALID or (name == "deleted" and required):
                             self.assertEqual(got, "error")
                     tried += 1
