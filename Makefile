@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv-names
 
-.PHONY: run test names bench docs lint plot clean
+.PHONY: run test names bench docs graph lint plot clean
 
 run:
 	$(PYTHON) microgpt.py
@@ -18,7 +18,7 @@ names:
 	rm -rf $(VENV)
 
 clean:
-	rm -rf $(VENV) __pycache__ tests/__pycache__ reference/__pycache__ .pytest_cache
+	rm -rf $(VENV) .venv-plot __pycache__ tests/__pycache__ reference/__pycache__ .pytest_cache
 
 # Speed: microgpt's training step against the classic scalar engines (reference/classic.py), side by side.
 # A script, not a test: timings are reported, never asserted.
@@ -28,9 +28,14 @@ bench:
 	@if command -v pypy3 >/dev/null; then pypy3 bench/bench.py --configs classic --warmup 50 --rounds 100 --no-header; \
 	else echo "(pypy3 not found: no PyPy row; apt-get install pypy3)"; fi
 
-# The side-by-side reading page, generated from microgpt.py (not committed).
+# The side-by-side reading page, generated from microgpt.py (not committed), with the picture of a tiny
+# model's graph where Graphviz is installed.
 docs:
 	$(PYTHON) tools/make_docs.py microgpt.py docs/microgpt.html
+
+# The computation graph of one position of a tiny GPT: docs/graph.dot, and docs/graph.svg with Graphviz.
+graph:
+	$(PYTHON) tools/graph.py docs/graph.dot
 
 # Style: ruff (pyflakes and pycodestyle rules) from a throwaway venv; microgpt itself never needs it.
 lint:
@@ -39,11 +44,12 @@ lint:
 	.venv-lint/bin/ruff check --select E,F,W --ignore E731,E741 --line-length 120 --target-version py39 .; \
 	status=$$?; rm -rf .venv-lint; exit $$status
 
-# A picture of a run from its CSV log: make plot LOG=run.csv writes run.png beside it. matplotlib lives in a
-# throwaway venv; microgpt itself never needs it.
+# A picture of a run from its CSV log: make plot LOG=run.csv writes run.png beside it; LOG="a.csv b.csv"
+# overlays runs in a-vs-b.png. matplotlib lives in .venv-plot, made once and reused (make clean removes it);
+# microgpt itself never needs it.
 plot:
-	@test -n "$(LOG)" || { echo "plot: give the log: make plot LOG=run.csv" >&2; exit 2; }
-	@test -f "$(LOG)" || { echo "plot: error: $(LOG) not found; give the CSV a run wrote with --log" >&2; exit 2; }
-	python3 -m venv .venv-plot
-	.venv-plot/bin/pip install --quiet matplotlib
-	.venv-plot/bin/python tools/plot.py $(LOG); status=$$?; rm -rf .venv-plot; exit $$status
+	@test -n "$(LOG)" || { echo "plot: give the log: make plot LOG=run.csv (or LOG=\"a.csv b.csv\")" >&2; exit 2; }
+	@for log in $(LOG); do test -f "$$log" || { echo "plot: error: $$log not found; give the CSV a run wrote with --log" >&2; exit 2; }; done
+	@test -x .venv-plot/bin/python || { python3 -m venv .venv-plot && .venv-plot/bin/pip install --quiet matplotlib; } \
+	  || { rm -rf .venv-plot; echo "plot: error: could not install matplotlib into .venv-plot" >&2; exit 2; }
+	.venv-plot/bin/python tools/plot.py $(LOG)

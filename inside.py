@@ -125,3 +125,33 @@ def gradient_check(gpt, tokens, rng, h=1e-5, tolerance=1e-4, sample_size=100, on
     for p in gpt.params:
         p.grad = 0.0
     return report
+
+
+def graph_dot(output, gpt):
+    """The computation graph behind the Value `output` of `gpt` as Graphviz DOT text, computed left to right:
+    a box per Value it was computed from, with the operation that made it, its value and its gradient
+    (backward() first, to see gradients); the parameters gathered into one box per matrix, the constants
+    (a Value made from a plain number) into one; an arrow from each Value to each it helped make."""
+    matrix_of = {id(p): name for name, mat in gpt.state_dict.items() for row in mat for p in row}
+    order = output.graph()
+    number = {id(v): i for i, v in enumerate(order)}
+    key = lambda v: f'"{matrix_of[id(v)]}"' if id(v) in matrix_of else '"constants"' if not v._op else \
+        f'"v{number[id(v)]}"'
+    escape = lambda text: "".join("\\" + c if c in '{}|<>"' else c for c in text)
+    boxes, arrows = {}, set()
+    for v in order:
+        if v._op:
+            boxes[key(v)] = f"{{{escape(v._op)}|{v.data:.4g}|grad {v.grad:.3g}}}"
+        elif id(v) in matrix_of:
+            rows = gpt.state_dict[matrix_of[id(v)]]
+            boxes[key(v)] = f"{{{escape(matrix_of[id(v)])}|{len(rows)} x {len(rows[0])}|parameters}}"
+        else:
+            boxes[key(v)] = "{constants}"
+        for children, _ in v._groups:
+            arrows.update((key(child), key(v)) for child in children)
+    colour = lambda k: ', fillcolor="#dde8f3"' if not k.startswith(('"v', '"c')) else ""   # the parameters stand out
+    lines = ["digraph microgpt {", "  rankdir=LR;",
+             '  node [shape=record, fontname="Helvetica", fontsize=10, style=filled, fillcolor="#f6f4ee"];']
+    lines += [f'  {k} [label="{label}"{colour(k)}];' for k, label in boxes.items()]
+    lines += [f"  {a} -> {b};" for a, b in sorted(arrows)]
+    return "\n".join(lines + ["}"]) + "\n"

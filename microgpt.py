@@ -35,8 +35,7 @@ import sys
 # inside one.
 
 def documents(text):
-    """The documents of a text: one per line (lines end at \\n, \\r\\n or \\r), whitespace stripped, blank
-    lines skipped. A list of strings."""
+    """The documents of a text, a list of strings: its lines (ended by \\n, \\r\\n or \\r), stripped, not blank."""
     docs = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     return [doc for doc in docs if doc]                     # blank lines are not documents
 
@@ -99,17 +98,18 @@ class Tokenizer:
 class Value:
     """One float in a computation graph, with the gradient of the final loss with respect to it.
 
-    A Value computed from others keeps them in groups, pairs (children, local_grads) of equal length: the
-    Values it was computed from and its partial derivative with respect to each. a * b has one group,
-    ((a, b), (b.data, a.data)); a dot product w . x has two, (w, x's floats) and (x, w's floats), the
-    lists it already holds. A parameter has none. backward() combines them with the chain rule.
-    """
-    __slots__ = ("data", "grad", "_groups")
+    A Value computed from others names the operation that made it ("*", "dot") and keeps the Values it was
+    computed from in groups, pairs (children, local_grads) of equal length: the children and its partial
+    derivative with respect to each. a * b has one group, ((a, b), (b.data, a.data)); a dot product w . x
+    has two, (w, x's floats) and (x, w's floats), the lists it already holds. A parameter has none.
+    backward() combines them with the chain rule."""
+    __slots__ = ("data", "grad", "_groups", "_op")
     grad_enabled = True     # False inside `with no_grad():`
     tape = None             # inside `with Tape() as tape:`, the list that every new computed Value joins
 
-    def __init__(self, data, *groups):
+    def __init__(self, data, op="", *groups):
         self.data = data                    # the float this Value holds
+        self._op = op                       # the operation that made it ("*", "dot", ...); "" for a parameter
         self.grad = 0.0                     # d loss / d self, filled in by backward(); 0 until then
         if not Value.grad_enabled:          # remember nothing: no graph, nothing kept alive
             groups = ()
@@ -120,24 +120,24 @@ class Value:
     # The primitive operations. Each line is a micrograd lesson: the value, then d(out)/d(each input).
     def __add__(self, other):                       # d(a+b)/da = 1, d(a+b)/db = 1
         other = other if isinstance(other, Value) else Value(other)
-        return Value(self.data + other.data, ((self, other), (1.0, 1.0)))
+        return Value(self.data + other.data, "+", ((self, other), (1.0, 1.0)))
 
     def __mul__(self, other):                       # d(ab)/da = b, d(ab)/db = a
         other = other if isinstance(other, Value) else Value(other)
-        return Value(self.data * other.data, ((self, other), (other.data, self.data)))
+        return Value(self.data * other.data, "*", ((self, other), (other.data, self.data)))
 
     def __pow__(self, n):                           # d(a^n)/da = n a^(n-1), n a plain number
-        return Value(self.data ** n, ((self,), (n * self.data ** (n - 1),)))
+        return Value(self.data ** n, f"**{n:g}", ((self,), (n * self.data ** (n - 1),)))
 
     def exp(self):                                  # d(e^a)/da = e^a
         e = math.exp(self.data)
-        return Value(e, ((self,), (e,)))
+        return Value(e, "exp", ((self,), (e,)))
 
     def log(self):                                  # d(ln a)/da = 1/a
-        return Value(math.log(self.data), ((self,), (1.0 / self.data,)))
+        return Value(math.log(self.data), "log", ((self,), (1.0 / self.data,)))
 
     def relu(self):                                 # 1 where a > 0, else 0
-        return Value(max(0.0, self.data), ((self,), (float(self.data > 0),)))
+        return Value(max(0.0, self.data), "relu", ((self,), (float(self.data > 0),)))
 
     # Everything else is made of the above: a - b = a + (-1)b, a / b = a * b^-1.
     def __neg__(self): return self * -1.0
@@ -149,7 +149,7 @@ class Value:
     def __rtruediv__(self, other): return other * self ** -1
 
     def __repr__(self):
-        return f"Value(data={self.data}, grad={self.grad})"
+        return f"Value({self._op or 'leaf'}, data={self.data:.6g}, grad={self.grad:.6g})"
 
     def graph(self):
         """Every Value this one was computed from, itself included, in a topological order: each Value
@@ -249,12 +249,12 @@ def dot(a, b):
     keeps two groups, (a, b's floats) and (b, a's floats).
     """
     a_data, b_data = [x.data for x in a], [x.data for x in b]                  # n floats each
-    return Value(sum(map(operator.mul, a_data, b_data)), (a, b_data), (b, a_data))
+    return Value(sum(map(operator.mul, a_data, b_data)), "dot", (a, b_data), (b, a_data))
 
 
 def total(xs):
     """sum_i x_i over a list of Values -> one Value; d/dx_i = 1 for every child."""
-    return Value(sum(x.data for x in xs), (xs, [1.0] * len(xs)))
+    return Value(sum(x.data for x in xs), "sum", (xs, [1.0] * len(xs)))
 
 
 def linear(x, w, w_data):
@@ -264,7 +264,7 @@ def linear(x, w, w_data):
     (d/dw_ij = x_j) and x with the row's floats (d/dx_j = w_ij), lists shared by every output.
     """
     x_data = [xi.data for xi in x]                          # n_in floats, shared by every row
-    return [Value(sum(map(operator.mul, row_data, x_data)), (row, x_data), (x, row_data))
+    return [Value(sum(map(operator.mul, row_data, x_data)), "linear", (row, x_data), (x, row_data))
             for row, row_data in zip(w, w_data)]            # one output per row: n_out in all
 
 
@@ -284,7 +284,7 @@ def softmax(logits, temperature=1.0):
     p_i = exp(z_i / T) / sum_j exp(z_j / T), and dp_i/dz_j = p_i * ([i == j] - p_j) / T.
     """
     probs = softmax_data([z.data for z in logits], temperature)       # n floats summing to 1
-    return [Value(p_i, (logits, [p_i * ((i == j) - p_j) / temperature for j, p_j in enumerate(probs)]))
+    return [Value(p_i, "softmax", (logits, [p_i * ((i == j) - p_j) / temperature for j, p_j in enumerate(probs)]))
             for i, p_i in enumerate(probs)]                           # every p_i depends on every z_j
 
 
@@ -298,7 +298,7 @@ def rmsnorm(x):
     n = len(x)
     x_data = [xi.data for xi in x]
     s = (sum(v * v for v in x_data) / n + 1e-5) ** -0.5     # 1 / rms(x); 1e-5 guards against 0
-    scale = Value(s, (x, [-s * s * s * v / n for v in x_data]))
+    scale = Value(s, "rmsnorm", (x, [-s * s * s * v / n for v in x_data]))
     return [xi * scale for xi in x]                         # n Values with mean(x_i^2) = 1
 
 
@@ -433,7 +433,8 @@ def cross_entropy(logits, target_id):
     max_z = max(zs)
     log_sum_exp = max_z + math.log(sum(math.exp(z - max_z) for z in zs))
     # The gradient says: push every logit down by the probability it got, and the target's up by 1.
-    return Value(log_sum_exp - zs[target_id], (logits, [p - (j == target_id) for j, p in enumerate(probs)]))
+    return Value(log_sum_exp - zs[target_id], "cross-entropy",
+                 (logits, [p - (j == target_id) for j, p in enumerate(probs)]))
 
 
 def n_predicted(tokens, block_size):
@@ -754,9 +755,8 @@ class Engine:
 
     @staticmethod
     def memory_needed(settings, vocab_size, training):
-        """Bytes for the model (and, to train, one document's graph and one batch), from the settings alone:
-        measured with tracemalloc, ~185 per parameter (Value, float, Adam's m and v), ~60 per parameter and
-        position for a graph."""
+        """Bytes for the model (and, to train, a graph and a batch), from the settings alone; measured with
+        tracemalloc: ~185 a parameter (Value, float, Adam's m, v), ~60 a parameter and position in a graph."""
         n = count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
         return n * 200 + (n * 60 * settings["block_size"] + settings["batch_size"] * 200 if training else 0)
 
@@ -782,8 +782,7 @@ class Engine:
 
 
 if __name__ == "__main__":
-    # One module, whoever imports it: workbench.py's `import microgpt` must find this very module rather
-    # than load the file again as a second module, with a second Value class and no_grad switch.
+    # One module, whoever imports it: workbench.py's `import microgpt` must not load this file a second time.
     sys.modules["microgpt"] = sys.modules[__name__]
     try:
         import workbench
@@ -793,5 +792,8 @@ if __name__ == "__main__":
         if sys.argv[1:]:
             sys.exit("microgpt: error: options need workbench.py beside microgpt.py")
         run(DEFAULTS)
+    except KeyboardInterrupt:                               # Ctrl-C while the workbench is still loading
+        print("microgpt: interrupted", file=sys.stderr)
+        sys.exit(130)
     else:
         sys.exit(workbench.main(sys.argv[1:]))

@@ -19,6 +19,7 @@ it mirrors. Needs PyTorch; microgpt.py itself never does.
 """
 import math
 import os
+import re
 import sys
 
 import microgpt
@@ -140,7 +141,10 @@ def train_step(model, step_model, optimizer, batch, lr, grad_clip, block_size, d
     if grad_clip is not None and norm > grad_clip:      # microgpt's clipping: scale by clip / norm
         for g in grads:
             g.mul_(grad_clip / norm)
-    optimizer.step()                                    # Adam, microgpt's constants (Engine.__init__)
+    try:
+        optimizer.step()                                # Adam, microgpt's constants (Engine.__init__)
+    except RuntimeError as e:                           # (a step past what the dtype holds)
+        raise FloatingPointError(f"the update does not fit the tensors' floats ({e})")
     return loss, norm
 
 
@@ -179,10 +183,9 @@ def start(device_name):
     if device_name.startswith("cuda") and not torch.cuda.is_available():
         raise DataError(f"--device {device_name}: PyTorch sees no GPU here (torch.cuda.is_available() is "
                         f"False); use --device cpu")
-    try:
-        device = torch.device(device_name)
-    except RuntimeError as e:
-        raise DataError(f"--device {device_name}: {e}; use cpu or cuda")
+    device = torch.device(device_name)                  # cpu, cuda or cuda:N: the setting's rule
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise DataError(f"--device {device_name}: PyTorch sees {torch.cuda.device_count()} GPU(s), numbered from 0")
     if world > 1:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -195,8 +198,9 @@ class Engine:
     constants, and, under torchrun, DistributedDataParallel. Its own settings: --device and --dtype.
     torch's Adam is microgpt's update, lr * m_hat / (sqrt(v_hat) + eps), up to rounding: it divides
     sqrt(v) by sqrt(1 - beta2^t) where microgpt takes the square root of the quotient."""
-    options = [Setting("device", "cpu", str, workbench.ANY, "tensors", "cpu, or cuda when PyTorch sees a GPU",
-                       "DEVICE"),
+    options = [Setting("device", "cpu", str, (lambda v: re.fullmatch(r"cpu|cuda(:[0-9]+)?", v) is not None,
+                                              "cpu, cuda or cuda:N"), "tensors",
+                       "cpu, or cuda (cuda:N, the N-th GPU) when PyTorch sees one", "DEVICE"),
                Setting("dtype", "float32", str, workbench.ANY, "tensors", "the floats of the tensors: float32 or "
                        "float64", "DTYPE", choices=("float32", "float64"))]
     inside = None                                       # no --explain or --gradcheck: they are microgpt.py's
@@ -207,6 +211,10 @@ class Engine:
         if self.world > s["batch_size"]:
             raise DataError(f"--batch-size {s['batch_size']} leaves some of the {self.world} processes no document")
         self.block_size, dtype = s["block_size"], getattr(torch, s["dtype"])
+        if s["lr"] * 10 > torch.finfo(dtype).max:          # Adam's first step is lr / (1 - beta1): 6.7 lr
+            raise DataError(f"--lr {s['lr']:g} is past what {s['dtype']} holds (at most {torch.finfo(dtype).max:.3g}, "
+                            f"and Adam's first step is 6.7 times the learning rate); give a lower --lr or "
+                            f"--dtype float64")
         shapes = microgpt.parameter_shapes(tokenizer.vocab_size, s["n_embd"], s["n_layer"], s["block_size"])
         weights = microgpt.initial_weights(shapes, rng)                   # microgpt.GPT's draws, in its order
         self.model = GPT(state["params"] if state else weights, s["n_head"], dtype, self.device)

@@ -22,7 +22,7 @@ import sys
 import microgpt
 from inside import update_ratio
 from microgpt import Adam, Tape, cross_entropy, grad_norm, lr_schedule, total
-from workbench import ArgumentParser, DataError, closed_pipe, read_docs, say, shown
+from workbench import ArgumentParser, DataError, entry, read_docs, shown
 
 
 # ---- the training loop, with every trap in it
@@ -183,7 +183,7 @@ TRAPS = {   # name: what goes wrong, how long each run is, the check of its symp
             "to copy the input, which the model learns at once, and it never learns what comes next",
         tells="a training loss far lower than it could honestly be (near 0 for names) beside a validation loss "
               "that does not fall; samples that make no sense",
-        concept="next-token prediction: inputs and labels are the same sequence, offset by one (seeds 000, 004)"),
+        concept="next-token prediction: inputs and labels are the same sequence, offset by one"),
     "zero-grad-early": dict(
         what="gradients reset between backward() and the update: the optimizer sees zeros",
         steps=STEPS, batch=1, check=check_zero_early,
@@ -192,7 +192,7 @@ TRAPS = {   # name: what goes wrong, how long each run is, the check of its symp
             "gone when Adam looks. The reset belongs after the update (microgpt: the end of Adam.step)",
         tells="a loss that does not move from its first value, a gradient norm of 0 at the update, weights that "
               "never change; no warning, as every operation is legal",
-        concept="forward, loss, backward, optimizer step, then reset: the order of the five operations (seed 004)"),
+        concept="forward, loss, backward, optimizer step, then reset: the order of the five operations"),
     "never-reset": dict(
         what="gradients never reset: each step's gradient adds to every earlier one",
         steps=STEPS, batch=1, check=check_never_reset,
@@ -200,14 +200,14 @@ TRAPS = {   # name: what goes wrong, how long each run is, the check of its symp
         why="backward() adds into .grad; without a reset the gradient of step n is the sum of all n gradients so "
             "far, and the updates keep pushing the way the first documents pointed",
         tells="a gradient norm that grows step after step while the loss climbs; samples that collapse",
-        concept="gradients accumulate on purpose within a batch and must be reset between updates (seeds 002, 004)"),
+        concept="gradients accumulate on purpose within a batch and must be reset between updates"),
     "schedule-per-document": dict(
         what="the learning-rate schedule advanced per document of a batch instead of per optimizer step",
         steps=STEPS // 2, batch=BATCH, check=check_schedule,
         why="the schedule counts optimizer steps; counted per document of a batch of 4 it runs 4 times too fast, "
             "and the cosine, past its end, comes back up",
         tells="the logged learning rate: it reaches its minimum a quarter of the way in, then rises again",
-        concept="gradient accumulation and the scheduler: step per optimizer step, not per micro-batch (seed 004)"),
+        concept="gradient accumulation and the scheduler: step per optimizer step, not per micro-batch"),
     "fresh-adam": dict(
         what="resumed with the weights but a fresh Adam: its moments and step count start again",
         steps=RESUME_STEPS, batch=1, check=check_fresh_adam,
@@ -215,16 +215,16 @@ TRAPS = {   # name: what goes wrong, how long each run is, the check of its symp
             "steps (m and v at 0, bias-corrected) are full-size steps in every weight",
         tells="the update-to-weight ratio jumps at the resume; the run is no longer the one that never stopped "
               "(microgpt's resume test compares the two bit for bit)",
-        concept="the state a checkpoint must keep: weights, optimizer state, step, random state (seed 004)"),
+        concept="the state a checkpoint must keep: weights, optimizer state, step, random state"),
     "high-lr": dict(
         what=f"a learning rate far too high: {HIGH_LR} instead of {LR}",
         steps=STEPS, batch=1, check=check_high_lr,
         why="each Adam step moves every weight by about the learning rate; at 20 times the right one the weights "
             "overshoot from the first step, and the loss climbs until the cosine brings the rate down",
         tells="the update-to-weight ratio, wrong from step 1; then the loss and the gradient norm, which here rise "
-              "within the same few steps. The seeds' 'gradient norm spikes before the loss explodes' is a larger "
-              "model's, or a slower drift's: with Adam at this scale the norm does not lead",
-        concept="loss, learning rate, gradient norm and update size on one timeline (seed 004)"),
+              "within the same few steps. The common warning, 'the gradient norm spikes before the loss explodes', "
+              "is a larger model's, or a slower drift's: with Adam at this scale the norm does not lead",
+        concept="loss, learning rate, gradient norm and update size on one timeline"),
     "sum-not-mean": dict(
         what="the loss summed over the batch's tokens instead of averaged",
         steps=STEPS // 2, batch=BATCH, check=check_sum,
@@ -232,7 +232,7 @@ TRAPS = {   # name: what goes wrong, how long each run is, the check of its symp
             "gradient descent would take steps 28 times too big, but Adam's update ignores a constant scale",
         tells="nothing, with Adam: that is the lesson. With SGD, or a gradient clip (a fixed level against the "
               "raw norm), the factor would matter",
-        concept="the mean, not the sum, so the step does not depend on batch size or length (seed 002)"),
+        concept="the mean, not the sum, so the step does not depend on batch size or length"),
 }
 
 
@@ -304,7 +304,8 @@ def report(name, correct, trapped, vocab_size, log):
     for line in bad:
         log(f"    trapped   {line}")
     steps = len(correct["history"])
-    log(f"both runs: the same seed, first weights and documents; {steps} steps of {t['batch']} document(s)")
+    log(f"both runs: the same seed, first weights and documents; {steps} steps of "
+        f"{t['batch']} {'document' if t['batch'] == 1 else 'documents'}")
     log("   step    loss (mean of 20 steps)    gradient norm       learning rate       update / weight")
     log("          correct    trapped       correct   trapped    correct   trapped     correct   trapped")
     for at in sorted({20, steps // 4, steps // 2, steps // 2 + 20, 3 * steps // 4, steps}):
@@ -323,13 +324,14 @@ def report(name, correct, trapped, vocab_size, log):
     log(f"symptom: {symptom}{'' if holds else ' (NOT as expected: see above)'}")
     log(f"why: {t['why']}")
     log(f"what would tell you: {t['tells']}")
-    log(f"the seeds' concept: {t['concept']}")
+    log(f"the concept: {t['concept']}")
     return holds
 
 
 def main(argv=None):
-    """The command line -> the exit status: 0, 2 (bad input, one line on stderr), 130 (Ctrl-C), 141 (the
-    output's reader went away)."""
+    """The command line -> the exit status: 0, 2 (bad input), 74 (the output could not be written), 128 + a
+    signal's number (130 Ctrl-C, 143 SIGTERM), 141 (the output's reader went away); one line on stderr says
+    why (workbench.entry)."""
     p = ArgumentParser(description="The silent failures of a training loop, each run beside the correct one. "
                                    "With no name: the list.")
     p.add_argument("name", nargs="?", help="the trap to run")
@@ -338,7 +340,8 @@ def main(argv=None):
     p.add_argument("--data", metavar="PATH", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                                  D["data"]),
                    help=f"documents, one per line, as in microgpt.py (default: {D['data']} beside this script)")
-    try:
+
+    def body():
         args = p.parse_args(argv)
         if args.name and args.name not in TRAPS:
             raise DataError(f"no trap {shown(repr(args.name))}; the traps are: {', '.join(TRAPS)}")
@@ -350,14 +353,8 @@ def main(argv=None):
             print("run one: python3 traps.py NAME; all of them: python3 traps.py --all")
             return 0
         return run(args.name, args.all, setup(args.data, args.seed), args.seed)
-    except DataError as e:
-        say("traps", f"error: {e}")
-        return 2
-    except BrokenPipeError:
-        return closed_pipe()
-    except KeyboardInterrupt:
-        say("traps", "interrupted")
-        return 130
+
+    return entry("traps", body)
 
 
 def run(name, all_traps, start, seed):

@@ -142,7 +142,8 @@ SETTINGS = [
     Setting("eval_samples", 5, int, (lambda v: 0 <= v <= 100, "between 0 and 100"), "watching",
             "documents sampled at each evaluation, to watch them improve; 0 for none, at most 100"),
     Setting("print_every", None, int, AT_LEAST_1, "watching", "steps between step lines",
-            shown="1 on a terminal or for runs of up to 1,000 steps, else steps / 100"),
+            shown="none on a terminal, where a status line rewrites itself; else 1 for runs of up to 1,000 steps, "
+                  "else steps / 100"),
     Setting("log", None, str, A_FILE_NAME, "watching", "write every step's metrics and every evaluation to CSV",
             "PATH"),
     Setting("explain", None, str, ANY, "inside", "show what the model does with DOC (default: the first "
@@ -175,6 +176,7 @@ FIXED = ("split", "model")
 ACTIONS = ("inside", "checkpoint")      # what to do, not how: --explain, --gradcheck, --resume, --load
 WRITTEN = ("save", "log")               # never taken from a checkpoint: someone else's file can name any path
 KINDS = {int: "a whole number", float: "a finite number", str: "a string"}
+MAX_WHOLE = 10 ** 18                    # no count of a run comes near; a 400-digit one would overflow a float
 
 
 def settings_of(Engine):
@@ -195,14 +197,17 @@ def check_value(setting, value, name):
     kind, (test, words) = setting.kind, setting.rule
     if value is None and setting.default is None:
         return None
+    if type(value) is int and abs(value) > MAX_WHOLE:       # before a float of it could overflow
+        raise DataError(f"{name} must be at most {MAX_WHOLE:,} in size, got a number of {len(str(abs(value)))} "
+                        f"digits")
     if kind is float and type(value) is int:
         value = float(value)
     if type(value) is not kind or (kind is float and not math.isfinite(value)):   # bool is not int here
-        raise DataError(f"{name} must be {KINDS[kind]}, got {value!r}")
+        raise DataError(f"{name} must be {KINDS[kind]}, got {shown(repr(value))}")
     if setting.choices and value not in setting.choices:
-        raise DataError(f"{name} must be one of {', '.join(setting.choices)}, got {value!r}")
+        raise DataError(f"{name} must be one of {', '.join(setting.choices)}, got {shown(repr(value))}")
     if not test(value):
-        raise DataError(f"{name} must be {words}, got {repr(value) if kind is str else value}")
+        raise DataError(f"{name} must be {words}, got {shown(repr(value)) if kind is str else value}")
     return value
 
 
@@ -228,6 +233,10 @@ def check_together(s, name):
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):               # one line and exit status 2, like every other bad input
         raise DataError(f"{message}; see --help")
+
+    def _print_message(self, message, file=None):       # argparse's own ignores a write that failed (--help
+        if message:                                     # to a full disk): this one lets it be told
+            (file or sys.stderr).write(message)
 
 
 def build_parser(Engine, description):
@@ -351,10 +360,14 @@ def read_bytes(path, where, fix):
         raise DataError(f"cannot read {where}: {e.strerror}; {fix}")
 
 
+HIDDEN_CONTROLS = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")  # bidi, BOM
+
+
 def printable(c):
-    """Whether character c may be a token: not a control character (tab aside) or a line or paragraph
-    separator, so that no sample can write a terminal escape or break a line."""
-    return c == "\t" or unicodedata.category(c) not in ("Cc", "Zl", "Zp")
+    """Whether character c may be a token: not a control character (tab aside), a surrogate, a line or
+    paragraph separator, a bidirectional control or a byte-order mark, so that no sample can write a
+    terminal escape, break a line or turn the text around it."""
+    return c == "\t" or (unicodedata.category(c) not in ("Cc", "Cs", "Zl", "Zp") and c not in HIDDEN_CONTROLS)
 
 
 def read_docs(path):
@@ -478,8 +491,8 @@ def state_description(settings, config, step):
     })
 
 
-MAX_WEIGHT = 1e6     # far past any trained model (the default run's largest weight is about 1); past it a
-                     # forward pass of a large model could overflow a float, and sampling end in a traceback
+MAX_WEIGHT = 1e30    # far past any trained model (the default run's largest weight is about 1); around 1e90 a
+                     # forward pass overflows a float (logits grow as the weights cubed), and sampling fails
 SHA256 = Checked("a SHA-256 in hex or null", lambda v: v is None or (type(v) is str and len(v) == 64 and
                                                                    set(v) <= set("0123456789abcdef")))
 
@@ -588,13 +601,13 @@ def read_inputs(args, Engine):
     unknown = sorted(set("".join(docs)) - set(tokenizer.chars))
     if unknown and args.resume:
         raise DataError(f"{shown(settings['data'])} has characters checkpoint {shown(path)} does not know "
-                        f"({shown(''.join(unknown[:10]))}); train a new model on it instead of resuming")
+                        f"({shown(repr(''.join(unknown[:10])))}); train a new model on it instead of resuming")
     for option, text in (("--explain", args.explain or ""), ("--gradcheck", args.gradcheck or ""),
                          ("--prefix", settings["prefix"])):
         unknown = sorted(set(text) - set(tokenizer.chars))
         if unknown:
             raise DataError(f"{option} {shown(repr(text))} has characters the model does not know: "
-                            f"{shown(''.join(unknown))}")
+                            f"{shown(repr(''.join(unknown)))}")
     if len(settings["prefix"]) >= settings["block_size"]:
         raise DataError(f"--prefix is {len(settings['prefix'])} characters; it must be shorter than block_size "
                         f"{settings['block_size']}")
@@ -626,13 +639,18 @@ def write_atomically(path, text):
             os.unlink(tmp)                                  # a killed save's leftover, or a planted link
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            if os.path.isfile(path):
+                os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))     # the file replaced keeps its mode
             f.write(text)
             f.flush()
             os.fsync(f.fileno())                            # the bytes are on disk before the rename
         os.replace(tmp, path)                               # atomic: readers see the old file or the new
     except BaseException as e:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+        try:
+            if os.path.lexists(tmp) and not os.path.isdir(tmp):
+                os.unlink(tmp)
+        except OSError:
+            pass
         if isinstance(e, OSError):
             raise OutputError(f"cannot write {shown(path)}: {e.strerror}", path)
         raise
@@ -644,6 +662,8 @@ def check_output(path, option, kind, inputs):
     regular file of the same kind (`kind`: "checkpoint" or "log") or empty. The one place that decides
     what an output may replace: a checkpoint a newer one of the run, a log a log, nothing else."""
     folder, where = os.path.dirname(os.path.abspath(path)), f"{option} {shown(path)}"
+    if path.endswith(os.sep):
+        raise DataError(f"{where} names a folder; give a file name")
     if not os.path.isdir(folder):
         raise DataError(f"{where}: folder {shown(folder)} does not exist")
     for other, what in inputs.items():
@@ -652,11 +672,28 @@ def check_output(path, option, kind, inputs):
     if os.path.isdir(path):
         raise DataError(f"{where} is a folder; give a file name")
     if os.path.lexists(path):
+        if kind == "log" and os.path.islink(path):
+            raise DataError(f"{where} is a link; give the log's own file name (a log never writes through a link)")
         if not os.path.isfile(path):
             raise DataError(f"{where} is not a regular file (a pipe or a device?); give a file name")
         if not is_kind(path, kind):
             raise DataError(f"{where} is a file that is not a microgpt {kind}; a {kind} replaces only a {kind}: "
                             f"give a new file name")
+    tmp = hidden(path, "tmp")
+    if os.path.lexists(tmp) and not os.path.islink(tmp) and not leftover(tmp):
+        raise DataError(f"{where}: {shown(tmp)}, the name its saves are written under, is there and is not a "
+                        f"leftover of one; remove it or give another file name")
+
+
+def leftover(tmp):
+    """Whether the file at a save's temporary name is what a killed save leaves: a regular file of one link,
+    empty or the start of a checkpoint (a link there is removed, never followed, whatever it points to)."""
+    info = os.stat(tmp, follow_symlinks=False)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        return False
+    with open(tmp, "rb") as f:
+        start = f.read(32)
+    return start in (b"", b'{"format": "microgpt checkpoint'[:len(start)])
 
 
 def same_file(a, b):
@@ -688,38 +725,61 @@ class Claim:
     """A run's hold on one output file while it runs: an exclusive lock (fcntl.flock, where the system has
     it) on the hidden file .NAME.lock beside it, so that a second run writing the same file stops before
     any work with a line that names the clash, instead of the two saves renaming each other's files away.
+    The lock file is made anew, or is a lock of microgpt's already (a regular file of one link holding a
+    process number, left by a run that was killed): anything else at its name is refused, never written.
     A run that is killed loses its lock with it; release() removes the lock file."""
 
     def __init__(self, path, option):
-        self.path = hidden(path, "lock")
-        where = f"{option} {shown(path)}"
+        self.path, where = hidden(path, "lock"), f"{option} {shown(path)}"
         for _ in range(3):                                  # a lock file a finishing run removes: take the next
-            try:
-                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o666)
-            except OSError as e:
-                raise DataError(f"{where}: cannot write in {shown(os.path.dirname(self.path))} ({e.strerror})")
+            self.fd = self.open(where)
             if fcntl is None or self.lock(where):
                 return
         raise DataError(f"{where}: cannot hold {shown(self.path)}; give another file name")
 
+    def open(self, where):
+        """The lock file's descriptor: made anew, or the one a killed run left."""
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise DataError(f"{where}: cannot write in {shown(os.path.dirname(self.path))} ({e.strerror})")
+        foreign = DataError(f"{where}: {shown(self.path)} is there and is not a lock of microgpt's; remove it or "
+                            f"give another file name")
+        try:
+            fd = os.open(self.path, os.O_RDWR | NOFOLLOW)   # a link is refused here (ELOOP)
+        except OSError:
+            raise foreign
+        info, held = os.fstat(fd), os.read(fd, 32).strip()
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or (held and not held.isdigit()):
+            os.close(fd)
+            raise foreign
+        return fd
+
     def lock(self, where):
-        """Take the lock; True if it is still the one at the path (else try again)."""
+        """Take the lock; True if it is still the file at the path (else another run replaced it: try again)."""
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            os.lseek(self.fd, 0, os.SEEK_SET)
             other = os.read(self.fd, 32).decode("ascii", "replace").strip() or "another"
             os.close(self.fd)
             raise DataError(f"{where}: process {shown(other)} is writing it now (it holds {shown(self.path)}); "
                             f"wait for it to end or give another file name")
         try:
-            if os.fstat(self.fd).st_ino == os.stat(self.path, follow_symlinks=False).st_ino:
-                os.ftruncate(self.fd, 0)
-                os.write(self.fd, str(os.getpid()).encode())
-                return True
+            if os.fstat(self.fd).st_ino != os.stat(self.path, follow_symlinks=False).st_ino:
+                os.close(self.fd)
+                return False
         except OSError:
+            os.close(self.fd)
+            return False
+        try:                                                # who holds it, for the line of a second run
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        except OSError:                                     # (a full disk: the lock holds without it)
             pass
-        os.close(self.fd)
-        return False
+        return True
 
     def release(self):
         try:
@@ -740,7 +800,7 @@ def checkpoint_text(engine_state, chars, settings, step, rng_state, metrics, dat
         "settings": settings, "step": step, "params": engine_state["params"], "adam": engine_state["adam"],
         "rng_state": rng_state, "data_sha256": data_sha256,
         "metrics": {"train": [[row[f] for f in TRAIN_FIELDS] for row in metrics["train"]],
-                    "eval": [[row[f] for f in EVAL_FIELDS] for row in metrics["eval"]]}})
+                    "eval": [[row[f] for f in EVAL_FIELDS] for row in metrics["eval"]]}}, allow_nan=False)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -755,7 +815,7 @@ class Console:
 
     def __init__(self, log):
         self.log = log
-        self.tty = log is print and sys.stdout.isatty()
+        self.tty = log is print and bool(getattr(sys.stdout, "isatty", lambda: False)())   # (None: closed)
         self.status_shown = False
 
     def line(self, text):
@@ -779,7 +839,7 @@ class Clock:
         self.before = metrics["train"][-1]["elapsed_s"] if metrics["train"] else 0.0
         self.eval_before = sum(row["seconds"] for row in metrics["eval"])
         self.start = time.perf_counter()
-        self.eval_seconds = 0.0
+        self.eval_seconds, self.evaluations = 0.0, 0
 
     def training(self):
         """Seconds spent training in this session."""
@@ -787,17 +847,18 @@ class Clock:
 
     def summary(self, steps):
         seconds = self.before + self.training()
-        return (f"trained {steps} steps in {format_seconds(seconds)} ({1000 * seconds / steps:.1f} ms/step; "
+        return (f"trained {counted(steps, 'step')} in {format_seconds(seconds)} ({1000 * seconds / steps:.1f} ms/step; "
                 f"evaluation took {format_seconds(self.eval_before + self.eval_seconds)})")
 
 
 class CsvLog:
-    """The run's metrics as CSV, one row per training step and per evaluation, in the order they happened
-    (a resumed run writes its history first); line-buffered, so every row is on disk once written. A link
-    planted at the log's name is not followed. A failed write raises OutputError."""
+    """The run's metrics as CSV: a row per baseline (its kind the baseline's name, its val_loss the loss),
+    then one row per training step and per evaluation, in the order they happened (a resumed run writes
+    its history first); line-buffered, so every row is on disk once written. A link planted at the log's
+    name is not followed. A failed write raises OutputError."""
     COLUMNS = ("kind",) + TRAIN_FIELDS + ("grad_clip", "train_loss", "val_loss", "val_ppl")
 
-    def __init__(self, path, grad_clip, metrics):
+    def __init__(self, path, grad_clip, metrics, baselines=None):
         self.path, self.grad_clip = path, grad_clip
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o666)
@@ -806,6 +867,8 @@ class CsvLog:
             raise OutputError(f"cannot write the log {shown(path)}: {e.strerror}", path)
         self.writer = csv.writer(self.file)
         self.write(self.COLUMNS)
+        for name, loss in (baselines or {}).items():        # a row per baseline: kind is its name, val_loss its loss
+            self.write([name] + [""] * 10 + [loss, microgpt.perplexity(loss)])
         evals = {row["step"]: row for row in metrics["eval"]}
         for row in metrics["train"]:
             self.train(row)
@@ -855,23 +918,27 @@ class Stop:
         self.requested, self.signum = True, signum
 
     def __exit__(self, *exc_info):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+        for signum, handler in self.previous.items():       # once stopped, the run is ending: no second stop
+            signal.signal(signum, signal.SIG_IGN if self.requested else handler)
 
 
 class Watch:
-    """train()'s on_step for a run `r`: records each step's metrics row, shows the step line, and at their
-    steps evaluates (with samples) and saves; its answer is whether a stop was asked for."""
+    """train()'s on_step for a run `r`: records each step's metrics row, shows where the run is, and at their
+    steps evaluates (with samples), judges the evaluation and saves; its answer is whether a stop was asked
+    for. On a terminal one status line rewrites itself each step and only evaluations (and --print-every's
+    steps, if given) stay; elsewhere (a pipe, a file) every print_every-th step is a line."""
 
     def __init__(self, r, stop, log):
         s = r.settings
         self.r, self.s, self.stop, self.csv = r, s, stop, log
         self.step_done, self.clock = r.step, Clock(r.metrics)
-        self.print_every = s["print_every"] or (1 if r.console.tty or s["steps"] <= 1000 else s["steps"] // 100)
+        self.print_every = s["print_every"] or (None if r.console.tty else 1 if s["steps"] <= 1000 else
+                                                s["steps"] // 100)
         last_eval = r.metrics["eval"][-1]["step"] if r.metrics["eval"] else 0      # resuming: the steps since
         self.losses_since_eval = [row["loss"] for row in r.metrics["train"] if row["step"] > last_eval]
         self.weights_before = flat(r.engine.weights()) if log else None
         self.t_last = time.perf_counter()
+        self.judge = Judge(r)
 
     def on_step(self, step, loss, lr, grad_norm, batch):
         self.step_done = step + 1
@@ -901,14 +968,30 @@ class Watch:
                 "elapsed_s": self.clock.before + self.clock.training(), "update_ratio": ratio, "clipped": clipped}
 
     def show(self, loss, lr):
-        """The step line: permanent every print_every steps and at the last, else a status line."""
-        n = self.step_done
-        left = self.clock.training() / (n - self.r.step) * (self.s["steps"] - n)
-        text = f"step {n:4d} / {self.s['steps']:4d} | loss {loss:.4f} | lr {lr:.5f} | {format_seconds(left)} left"
-        if n % self.print_every == 0 or n == self.s["steps"]:
-            self.r.console.line(text)
-        else:
-            self.r.console.status(text)
+        """The step's line: permanent every print_every steps and at the last (where there is a print_every),
+        else, on a terminal, the status line: a smoothed loss and the speed beside the time left."""
+        n, N = self.step_done, self.s["steps"]
+        left = format_seconds(self.time_left())
+        if self.print_every and (n % self.print_every == 0 or n == N):
+            self.r.console.line(f"step {n:4d} / {N:4d} | loss {loss:.4f} | lr {lr:.5f} | {left} left")
+            return
+        recent = [row["loss"] for row in self.r.metrics["train"][-20:]]
+        speed = self.r.metrics["train"][-1]["tokens_per_sec"]
+        self.r.console.status(f"step {n:4d} / {N:4d} | loss {sum(recent) / len(recent):.4f} (mean of "
+                              f"{counted(len(recent), 'step')}) | lr {lr:.5f} | {speed:,.0f} tokens/s | {left} left")
+
+    def time_left(self):
+        """Seconds the run has left: its steps to go at this session's pace, and its evaluations to go at
+        theirs. Before the first, an evaluation is reckoned as its documents and samples at a third of a
+        training step's time per document (a forward pass without a graph, against forward, backward and
+        Adam's update)."""
+        n, N, every = self.step_done, self.s["steps"], self.s["eval_every"]
+        per_step = self.clock.training() / (n - self.r.step)
+        evaluations = N // every - (n - 1) // every + (1 if N % every else 0)     # this step's included
+        done = self.clock.evaluations
+        per_eval = (self.clock.eval_seconds / done if done else
+                    per_step / self.s["batch_size"] * (len(self.r.eval_docs) + self.s["eval_samples"]) / 3)
+        return per_step * (N - n) + per_eval * evaluations
 
     def evaluate(self):
         """Validation loss now, beside the mean training loss since the last evaluation; then a few
@@ -920,22 +1003,63 @@ class Watch:
         row = evaluation(self.r, self.step_done, self.losses_since_eval)
         row["seconds"] = time.perf_counter() - t0
         self.clock.eval_seconds += row["seconds"]
+        self.clock.evaluations += 1
         self.r.metrics["eval"].append(row)
         if self.csv:
             self.csv.eval(row)
         self.losses_since_eval = []
+        self.judge(row)
+
+
+class Judge:
+    """After each evaluation: keeps the best model by validation loss (with --save, in its own file, which
+    --load can sample from) and says once, plainly, when the validation loss has stayed RISE above its best
+    (2% more nats, past the wobble of a hundred documents) for two evaluations in a row while the training
+    loss fell below where it was then: the model is memorising."""
+    RISE = 1.02
+
+    def __init__(self, r):
+        self.r, self.best, self.rises, self.said = r, None, 0, False
+        for row in r.metrics["eval"]:                       # a resumed run goes on from its history
+            self.judged(row)
+
+    def judged(self, row):
+        """Update the best and the count of evaluations since it; True if row is the new best."""
+        if row["val_loss"] is None:
+            return False
+        if self.best is None or row["val_loss"] < self.best["val_loss"]:
+            self.best, self.rises = row, 0
+            return True
+        self.rises = self.rises + 1 if row["val_loss"] > self.RISE * self.best["val_loss"] else 0
+        return False
+
+    def __call__(self, row):
+        r = self.r
+        if self.judged(row):
+            if r.best_path:
+                r.save(row["step"], r.best_path)
+            return
+        best = self.best
+        if self.said or self.rises < 2 or best is None or row["train_loss"] >= best["train_loss"]:
+            return
+        self.said = True
+        kept = (f"the best model is kept in {shown(r.best_path)}: --load it to sample from it" if r.best_path else
+                "give --save PATH to keep the best model of a run")
+        r.console.line(f"overfitting: since step {best['step']} the validation loss has risen from its best, "
+                       f"{best['val_loss']:.4f}, to {row['val_loss']:.4f}, while the training loss fell from "
+                       f"{best['train_loss']:.4f} to {row['train_loss']:.4f}: the model is memorising its "
+                       f"training documents rather than learning what they have in common; {kept}")
 
 
 def evaluation(r, step, train_losses):
     """Print the evaluation at `step` and its samples; return its metrics row (without seconds)."""
     s, console = r.settings, r.console
     train_loss = sum(train_losses) / len(train_losses)
-    text = f"eval {step:4d} | train loss {train_loss:.4f} (mean of {len(train_losses)} steps)"
+    text = f"eval {step:4d} | train loss {train_loss:.4f} (mean of {counted(len(train_losses), 'step')})"
     val_loss = None
-    eval_docs = r.val_docs[:s["eval_docs"]] if s["eval_docs"] else r.val_docs
-    if eval_docs:
-        val_loss, _ = r.engine.evaluate(eval_docs)
-        text += f" | val loss {val_loss:.4f} | val perplexity {microgpt.perplexity(val_loss):.2f}"
+    if r.eval_docs:
+        val_loss, _ = r.engine.evaluate(r.eval_docs)
+        text += f" | val loss {val_loss:.4f} | val perplexity {perplexity_text(val_loss)}"
     rng = random.Random(f"{s['seed']}:{step}")
     texts = [r.engine.sample(rng, s["temperature"], s["top_k"], s["prefix"]) or "''"
              for _ in range(s["eval_samples"])]
@@ -945,14 +1069,45 @@ def evaluation(r, step, train_losses):
     return {"step": step, "train_loss": train_loss, "val_loss": val_loss}
 
 
+def perplexity_text(loss):
+    """exp(loss) as printed: two decimals, or three digits and an exponent once it is large (1.2e+300, inf)."""
+    ppl = microgpt.perplexity(loss)
+    return f"{ppl:.2f}" if ppl < 1e6 else f"{ppl:.3g}"
+
+
 def flat(weights):
     """{name: rows} -> one list of floats, in order."""
     return [x for rows in weights.values() for row in rows for x in row]
 
 
-def loss_curve(metrics, width=64, height=10):
+def standing(r):
+    """Where a run ends against the baselines: its last validation loss beside theirs, and its best."""
+    evals = [row for row in r.metrics["eval"] if row["val_loss"] is not None]
+    if not evals or not r.baselines:
+        return []
+    last, b = evals[-1], r.baselines
+    val, (best_name, best_loss) = last["val_loss"], min(b.items(), key=lambda item: item[1])
+    if val < best_loss:
+        verdict = f"below every baseline, {best_loss - val:.4f} nats under the {best_name}" + (
+            ": it has learnt more than which token follows which" if best_name == "bigram" else "")
+    elif val < max(b.values()):
+        verdict = (f"between the baselines: below the {' and the '.join(n for n in b if val < b[n])}, above the "
+                   f"{' and the '.join(n for n in b if val >= b[n])}")
+    else:
+        verdict = "above every baseline: it has learnt nothing yet, or memorised its training documents"
+    lines = [f"where it stands: val loss {val:.4f} at step {last['step']} | bigram {b['bigram']:.4f} | "
+             f"unigram {b['unigram']:.4f} | uniform {b['uniform']:.4f}: {verdict}"]
+    best = min(evals, key=lambda row: row["val_loss"])
+    if best is not last:
+        lines.append(f"  its best: val loss {best['val_loss']:.4f} at step {best['step']}" +
+                     (f", kept in {shown(r.best_path)}" if r.best_path else ""))
+    return lines
+
+
+def loss_curve(metrics, baselines=None, width=64, height=10):
     """The run's loss curve as text lines: '.' is the training loss, smoothed by a running mean over
-    about a twentieth of the run and averaged per column; 'o' is a validation loss."""
+    about a twentieth of the run and averaged per column; 'o' is a validation loss; '-' rows mark the
+    baselines' losses (the bigram always, the others where they fall in the picture)."""
     train = [(row["step"], row["loss"]) for row in metrics["train"]]
     evals = [(row["step"], row["val_loss"]) for row in metrics["eval"] if row["val_loss"] is not None]
     if len(train) < 2:
@@ -971,22 +1126,31 @@ def loss_curve(metrics, width=64, height=10):
         counts[column(step)] += 1
     points = [(col, sums[col] / counts[col], ".") for col in range(width) if counts[col]]
     points += [(column(step), loss, "o") for step, loss in evals]
-    return draw_curve(points, width, height, window, first, last)
+    return draw_curve(points, baselines or {}, width, height, window, first, last)
 
 
-def draw_curve(points, width, height, window, first, last):
-    """The text grid of loss_curve(): points (column, loss, mark), the losses' range on the left."""
+def draw_curve(points, baselines, width, height, window, first, last):
+    """The text grid of loss_curve(): points (column, loss, mark), the losses' range on the left, and a row
+    of '-' for each baseline in the range (the bigram's widens it), its name on the right."""
     hi, lo = max(p[1] for p in points), min(p[1] for p in points)
-    grid = [[" "] * width for _ in range(height)]
+    if "bigram" in baselines:
+        hi, lo = max(hi, baselines["bigram"]), min(lo, baselines["bigram"])
+    row_of = lambda loss: round((hi - loss) / ((hi - lo) or 1.0) * (height - 1))
+    grid, names = [[" "] * width for _ in range(height)], [[] for _ in range(height)]
+    for name, loss in sorted(baselines.items(), key=lambda item: item[1]):
+        if lo <= loss <= hi:
+            grid[row_of(loss)] = ["-"] * width
+            names[row_of(loss)].append(f"{name} {loss:.2f}")
     for col, loss, mark in points:
-        grid[round((hi - loss) / ((hi - lo) or 1.0) * (height - 1))][col] = mark
-    lines = [f"loss curve: . training loss (running mean of {window} steps), o validation loss"]
+        grid[row_of(loss)][col] = mark
+    lines = [f"loss curve: . training loss (running mean of {counted(window, 'step')}), o validation loss" +
+             (", - a baseline's validation loss" if baselines else "")]
     for r, cells in enumerate(grid):
         label = f"{hi:.2f}" if r == 0 else f"{lo:.2f}" if r == height - 1 else ""
-        lines.append(f"{label:>6} |{''.join(cells)}")
+        lines.append(f"{label:>6} |{''.join(cells)}" + (f" {', '.join(names[r])}" if names[r] else ""))
     lines.append(f"{'':>6} +{'-' * width}")
     left, right = f"step {first}", f"step {last}"
-    lines.append(f"{'':>8}{left}{right:>{max(1, width - len(left))}}")
+    lines.append(f"{'':>8}{left}{right:>{max(len(right) + 1, width - len(left))}}")
     return lines
 
 
@@ -1002,21 +1166,25 @@ def print_explanation(r, doc, x, note=""):
     tokenizer, log = r.tokenizer, r.log
     name = lambda t: "BOS" if t == tokenizer.BOS else repr(tokenizer.chars[t])
     show = lambda t: f"{name(t):>5} ({t:2d})"
-    log(f"explain {doc!r}{note}: tokens {x['tokens']}; position t reads tokens[t] and predicts tokens[t+1]")
+    known = ("a training document" if doc in set(r.train_docs) else "held out for validation" if doc in
+             set(r.val_docs) else "in neither the training nor the validation documents")
+    tokens = str(x["tokens"]) if len(x["tokens"]) <= 40 else f"{str(x['tokens'][:40])[:-1]}, ...]"
+    log(f"explain {shown(repr(doc))}{note}, {known}: tokens {tokens}; position t reads tokens[t] and predicts "
+        f"tokens[t+1]")
     log("  pos |   input    |   target   | p(target) | loss (nats) | what the model believed came next")
     for t, (inp, target, p, loss, top3) in enumerate(x["positions"]):
         believed = "  ".join(f"{name(i)} {q:.2f}" for i, q in top3)
         log(f"{t:5d} | {show(inp)} | {show(target)} |   {p:.4f}  |   {loss:.4f}    | {believed}")
     losses = [pos[3] for pos in x["positions"]]
     v = tokenizer.vocab_size
-    log(f"  mean loss {sum(losses) / len(losses):.4f} over {len(losses)} positions; a uniform guess over "
+    log(f"  mean loss {sum(losses) / len(losses):.4f} over {counted(len(losses), 'position')}; a uniform guess over "
         f"{v} tokens scores ln {v} = {math.log(v):.4f}")
     if len(x["tokens"]) - 1 > len(losses):
-        log(f"  cut: block_size {r.settings['block_size']} leaves out the last {len(x['tokens']) - 1 - len(losses)} "
-            f"target(s)")
+        log(f"  cut: block_size {r.settings['block_size']} leaves out the last "
+            f"{counted(len(x['tokens']) - 1 - len(losses), 'target')}")
     print_attention(r, x, [name(t).strip("'") for t in x["tokens"][:len(losses)]])
     step = x["step"]
-    log(f"one training step on {doc!r}, traced (the model is left unchanged): mean loss {step['loss']:.4f}, "
+    log(f"one training step on {shown(repr(doc))}, traced (the model is left unchanged): mean loss {step['loss']:.4f}, "
         f"learning rate {step['lr']:.5f}")
     log("  matrix            gradient norm   update / weight (RMS, log10)")
     for matrix, (norm, ratio) in step["matrices"].items():
@@ -1028,8 +1196,9 @@ def print_explanation(r, doc, x, note=""):
 def print_attention(r, x, labels):
     """The attention heatmaps of explain(): a row per position, a column per position it reads."""
     s, log = r.settings, r.log
-    log(f"attention: each row is a position and where it looks, over the positions so far (shade: "
-        f"'{SHADES[1]}' 10%, '{SHADES[5]}' 50%, '{SHADES[9]}' 90%+); above the diagonal, the future: masked")
+    legend = ", ".join(f"'{c}' {10 * i}%" for i, c in enumerate(SHADES) if i)
+    log(f"attention: each row is a position and where it looks, over the positions so far; above the diagonal, "
+        f"the future: masked. Shades: ' ' under 10%, {legend} or more")
     for layer in range(s["n_layer"]):
         for head in range(s["n_head"]):
             log(f"  layer {layer} head {head}  " + "".join(f"{label:>4}" for label in labels))
@@ -1088,11 +1257,23 @@ class Run:
     def __init__(self, **parts):
         self.__dict__.update(parts)
 
-    def save(self, step_done):
-        """Save the run at step_done to settings["save"]."""
-        write_atomically(self.settings["save"], checkpoint_text(
-            self.engine.state(), self.tokenizer.chars, {s.name: self.settings[s.name] for s in kept(self.Engine)},
-            step_done, self.rng.getstate(), self.metrics, self.data_sha256))
+    def save(self, step_done, path=None):
+        """Save the run at step_done to `path`, settings["save"] unless given. Raises DataError, writing
+        nothing, for a state no checkpoint could hold (validate_checkpoint would refuse it): a weight past
+        MAX_WEIGHT, a number that is not finite."""
+        state = self.engine.state()
+        worst = max((abs(x) for rows in state["params"].values() for row in rows for x in row), default=0.0)
+        if not worst <= MAX_WEIGHT:
+            raise DataError(f"not saved: a weight has grown to {worst:.3g}, past the {MAX_WEIGHT:g} a checkpoint "
+                            f"may hold; the learning rate is far too high (--lr)")
+        try:
+            text = checkpoint_text(state, self.tokenizer.chars, {s.name: self.settings[s.name] for s in
+                                                                 kept(self.Engine)},
+                                   step_done, self.rng.getstate(), self.metrics, self.data_sha256)
+        except ValueError:                                  # json's allow_nan=False: an inf or a NaN
+            raise DataError("not saved: Adam's state or the metrics hold a number that is not finite; the "
+                            "learning rate is far too high (--lr)")
+        write_atomically(path or self.settings["save"], text)
 
     def release(self):
         """Let go of the output files this run claimed."""
@@ -1109,9 +1290,19 @@ def claim_outputs(args, settings):
     inputs[settings["data"]] = "the data file (--data)"
     outputs = [("--resume" if args.resume and not args.save else "--save", "save", "checkpoint"),
                ("--log", "log", "log")]
-    if settings["save"] and settings["log"] and same_file(settings["save"], settings["log"]):
-        raise DataError(f"--log {shown(settings['log'])} is the file the checkpoint is saved to; give them "
-                        f"different names")
+    if settings["save"]:
+        settings = dict(settings, best=best_path(settings["save"]))
+        outputs.append(("--save (its best model)", "best", "checkpoint"))
+    written = [(option, settings[key]) for option, key, _ in outputs if settings[key]]
+    for i, (option, path) in enumerate(written):            # no output is another, or another's hidden file
+        for other_option, other in written[:i]:
+            if same_file(path, other):
+                raise DataError(f"{option} {shown(path)} is the file {other_option} writes too; give them "
+                                f"different names")
+        for _, other in written:
+            if any(same_file(path, hidden(other, suffix)) for suffix in ("tmp", "lock")):
+                raise DataError(f"{option} {shown(path)} is the name of a file microgpt keeps beside "
+                                f"{shown(other)} while it writes it; give another file name")
     claims = []
     try:
         for option, key, kind in outputs:
@@ -1158,9 +1349,43 @@ def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, clai
         rng.setstate(checkpoint["rng_state"])
         if args.resume:
             step, metrics = checkpoint["step"], checkpoint["metrics"]
+    eval_docs = val_docs[:settings["eval_docs"]] if settings["eval_docs"] else val_docs
     return Run(args=args, Engine=Engine, log=log, console=Console(log), checkpoint=checkpoint, settings=settings,
-               docs=docs, train_docs=train_docs, val_docs=val_docs, tokenizer=tokenizer, rng=rng, engine=engine,
-               step=step, metrics=metrics, data_sha256=sha256, claims=claims)
+               docs=docs, train_docs=train_docs, val_docs=val_docs, eval_docs=eval_docs, tokenizer=tokenizer, rng=rng,
+               engine=engine, step=step, metrics=metrics, data_sha256=sha256, claims=claims, baselines=None,
+               best_path=best_path(settings["save"]) if val_docs else None)
+
+
+def best_path(save):
+    """Where a run saving to `save` keeps its best model by validation loss: model.json -> model.best.json."""
+    if not save:
+        return None
+    root, extension = os.path.splitext(save)
+    return f"{root}.best{extension}"
+
+
+def baselines(tokenizer, train_docs, docs, block_size):
+    """The losses on `docs` (nats per predicted token, on the positions the model is scored on) of three
+    models anyone can count from the training documents: "uniform", every token equally likely (ln
+    vocab_size); "unigram", each token as often as in training; "bigram", each token as often as it
+    followed the token before it. Counts are over the positions the model trains on and start at 1
+    (add-one, or Laplace, smoothing), so that no probability is 0."""
+    V = tokenizer.vocab_size
+    unigram, bigram = [1] * V, [[1] * V for _ in range(V)]          # add-one: every count starts at 1
+    for tokens in map(tokenizer.encode, train_docs):
+        for t in range(microgpt.n_predicted(tokens, block_size)):
+            unigram[tokens[t + 1]] += 1
+            bigram[tokens[t]][tokens[t + 1]] += 1
+    unigram_total, bigram_totals = sum(unigram), [sum(row) for row in bigram]
+    surprise = {"unigram": 0.0, "bigram": 0.0}
+    n = 0
+    for tokens in map(tokenizer.encode, docs):
+        for t in range(microgpt.n_predicted(tokens, block_size)):
+            current, target = tokens[t], tokens[t + 1]
+            surprise["unigram"] -= math.log(unigram[target] / unigram_total)
+            surprise["bigram"] -= math.log(bigram[current][target] / bigram_totals[current])
+            n += 1
+    return {"uniform": math.log(V), "unigram": surprise["unigram"] / n, "bigram": surprise["bigram"] / n}
 
 
 def print_header(r):
@@ -1170,18 +1395,33 @@ def print_header(r):
     log(f"vocab_size: {r.tokenizer.vocab_size} ({len(r.tokenizer.chars)} characters + BOS)")
     log(f"parameters: {r.engine.n_params:,} (n_embd {s['n_embd']}, n_head {s['n_head']}, n_layer {s['n_layer']}, "
         f"block_size {s['block_size']})")
-    log(f"loss at initialisation should be near ln(vocab_size) = {math.log(r.tokenizer.vocab_size):.4f}")
+    training = not r.args.load
+    if training:
+        log(f"loss at initialisation should be near ln(vocab_size) = {math.log(r.tokenizer.vocab_size):.4f}")
     n_cut = sum(len(doc) + 1 > s["block_size"] for doc in r.docs)
-    if n_cut:
-        log(f"cut: {n_cut:,} documents are longer than block_size {s['block_size']} allows "
-            f"and train on their first {s['block_size']} positions only")
+    if n_cut and training:
+        log(f"cut: {counted(n_cut, 'document is', 'documents are')} longer than block_size {s['block_size']} "
+            f"allows and {'trains on its' if n_cut == 1 else 'train on their'} first {s['block_size']} positions only")
+    if training and r.eval_docs and r.args.explain is None and r.args.gradcheck is None:
+        r.baselines = baselines(r.tokenizer, r.train_docs, r.eval_docs, s["block_size"])
+        b = r.baselines
+        log(f"baselines on the {counted(len(r.eval_docs), 'validation document')} each evaluation reads: uniform "
+            f"{b['uniform']:.4f}, unigram {b['unigram']:.4f}, bigram {b['bigram']:.4f} (nats per token; counted from "
+            f"the training documents, add-one smoothing)")
     if r.checkpoint:
         path = r.args.resume or r.args.load
         log(f"{'resuming' if r.args.resume else 'loaded'} {shown(path)} at step {r.checkpoint['step']}")
         for line in checkpoint_notes(r):
             log(line)
+    if training and r.best_path and r.args.explain is None and r.args.gradcheck is None:
+        log(f"the best model by validation loss is kept in {shown(r.best_path)} as the run goes")
     if getattr(r.engine, "about", None):
         log(r.engine.about)
+
+
+def counted(n, one, many=None):
+    """'1 step', '2 steps': a count and its noun (`one`; `many`, else one + 's'), agreed in number."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def checkpoint_notes(r):
@@ -1218,9 +1458,11 @@ def train_run(r):
             return interrupted(r, watch.step_done, stop.signum)
         if s["save"]:
             r.save(watch.step_done)             # first: nothing optional after it (summary, curve) can lose it
+        if stop.requested:                      # (a signal during that save: it is done; stop now)
+            return interrupted(r, watch.step_done, stop.signum)
     if watch.step_done:
         r.console.line(watch.clock.summary(watch.step_done))
-    for line in loss_curve(r.metrics):
+    for line in standing(r) + loss_curve(r.metrics, r.baselines):
         r.log(line)
     if s["save"]:
         r.log(f"saved {shown(s['save'])} (sample from it later with --load {shown(s['save'])})")
@@ -1230,7 +1472,7 @@ def train_run(r):
 def watched_training(r, stop):
     """The training of train_run(), watched by a Watch: (the watch, the exception that ended it or None)."""
     s = r.settings
-    csv_log = CsvLog(s["log"], s["grad_clip"], r.metrics) if s["log"] else None
+    csv_log = CsvLog(s["log"], s["grad_clip"], r.metrics, r.baselines) if s["log"] else None
     watch, failure = Watch(r, stop, csv_log), None
     try:
         r.engine.train(r.train_docs, r.step, watch.on_step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"],
@@ -1250,7 +1492,7 @@ def ended(r, watch, failure):
         try:
             r.save(step)
             saved = f"; saved the last good state (step {step}) to {shown(s['save'])}"
-        except OutputError as e:
+        except (OutputError, DataError) as e:
             saved = f"; could not save the last good state either ({e})"
     if isinstance(failure, FloatingPointError):
         return DataError(f"training stopped at step {step + 1}: {failure}{saved}; try a lower --lr or --grad-clip")
@@ -1286,7 +1528,8 @@ def sample_run(r):
         r.log(f"sample {i + 1:2d}: {text}")
         new += text not in known                            # a validation name counts as new: never trained on
     if s["samples"]:
-        r.log(f"new: {new} of {s['samples']} samples are not training documents")
+        of = counted(s["samples"], "sample is not a training document", "samples are not training documents")
+        r.log(f"new: {new} of {of}")
 
 
 def look_inside(r):
@@ -1359,7 +1602,7 @@ def say(program, message):
     """One line on stderr: the message with anything unprintable escaped, cut to a sane length."""
     try:
         print(f"{program}: {shown(message, 600)}", file=sys.stderr)
-    except OSError:
+    except (AttributeError, OSError):                       # (stderr closed, or full: nothing more to do)
         pass
 
 
@@ -1372,23 +1615,38 @@ def main(argv=None, Engine=None, program="microgpt", leader=True, description=No
     program. Returns the exit status: 0, 1 (a failed gradient check), 2 (bad input), 74 (an output could
     not be written), 128 + a signal's number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), 141 (the output's
     reader went away); each failure says why in one line on stderr."""
-    for stream in (sys.stdout, sys.stderr):     # a character the terminal's encoding lacks is shown escaped
+    def body():
+        args = parse_args(argv, Engine, *([description] if description else []))
+        return run(args, Engine, leader)
+    return entry(program, body)
+
+
+def entry(program, body):
+    """body() -> its exit status, as a program ends: a character the terminal's encoding lacks shown escaped,
+    SIGTERM and SIGHUP raising Stopped (training turns them into a stop after the step), standard output
+    flushed where a failure is caught, and every way it can fail turned into a status and one line."""
+    for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    previous = {signum: signal.signal(signum, raise_stopped) for signum in stop_signals()[1:]}
+    previous = {signum: signal.getsignal(signum) for signum in stop_signals()}
+    for signum in stop_signals()[1:]:
+        signal.signal(signum, raise_stopped)
     try:
-        return checked(argv, Engine, program, leader, description)
+        return checked(program, body)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
-def checked(argv, Engine, program, leader, description):
-    """main() for argv, every way it can end turned into an exit status and at most one line on stderr."""
+def checked(program, body):
+    """body()'s status, every way it can end turned into an exit status and at most one line on stderr."""
     try:
-        args = parse_args(argv, Engine, *([description] if description else []))
-        status = run(args, Engine, leader)
-        sys.stdout.flush()                      # now, where a failure is caught, not at the interpreter's exit
+        try:
+            status = body()
+        except SystemExit as e:                             # --help: argparse prints it and exits
+            status = e.code
+        if sys.stdout is not None:
+            sys.stdout.flush()                  # now, where a failure is caught, not at the interpreter's exit
         return status
     except DataError as e:
         say(program, f"error: {e}")

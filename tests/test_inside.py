@@ -133,7 +133,7 @@ class TestExplain(InsideCase):
         self.assertIn("explain 'ava' (model at step 12, the end of its run: its step traced at the peak lr)", out)
         status, out, err = run_main("--data", self.data, *self.SMALL, "--explain", "zoë")
         self.assertEqual((status, err.strip()), (2, "microgpt: error: --explain 'zoë' has characters the model "
-                                                    "does not know: ë"))
+                                                    "does not know: 'ë'"))
 
 
 class TestExplainPrinted(InsideCase):
@@ -160,7 +160,7 @@ class TestExplainPrinted(InsideCase):
 
     def test_a_document_longer_than_block_size_is_cut(self):
         out = self.ok("--explain", "charlotte", "--block-size", 4)
-        self.assertIn("cut: block_size 4 leaves out the last 6 target(s)", out)
+        self.assertIn("cut: block_size 4 leaves out the last 6 targets", out)
 
 
 
@@ -204,7 +204,7 @@ class TestTheTracedStepIsTheNextOne(InsideCase):
         traced in the middle of a run."""
         out, state, printed = self.traced("--steps", 12, "--warmup-steps", 3, "--min-lr", 0.001, steps=40)
         lr = microgpt.lr_schedule(12, 40, 0.01, 3, 0.001)
-        self.assertIn("(model at step 12): tokens", out)
+        self.assertIn("(model at step 12), a training document: tokens", out)
         self.assertIn(f"learning rate {lr:.5f}", out)
         for name, ratio in self.by_hand(state, lr).items():
             self.assertAlmostEqual(printed[name], ratio, delta=0.006)
@@ -268,7 +268,7 @@ class TestGradcheck(InsideCase):
         self.addCleanup(setattr, cls, name, original)
 
     def test_fails_on_a_wrong_relu_derivative(self):
-        self.planted(Value, "relu", lambda a: Value(max(0.0, a.data), ((a,), (0.5 * (a.data > 0),))))
+        self.planted(Value, "relu", lambda a: Value(max(0.0, a.data), "relu", ((a,), (0.5 * (a.data > 0),))))
         status, out, err = run_main("--data", self.data, *self.SMALL, "--gradcheck", "emma")
         self.assertEqual(status, 1, err)
         self.assertRegex(out, r"gradcheck FAILED: \S+ is off by a relative")
@@ -276,7 +276,7 @@ class TestGradcheck(InsideCase):
     def test_fails_on_a_wrong_softmax_derivative(self):
         def softmax(logits, temperature=1.0):             # the derivative forgets the temperature
             probs = microgpt.softmax_data([z.data for z in logits], temperature)
-            return [Value(p_i, (logits, [p_i * ((i == j) - p_j) for j, p_j in enumerate(probs)]))
+            return [Value(p_i, "softmax", (logits, [p_i * ((i == j) - p_j) for j, p_j in enumerate(probs)]))
                     for i, p_i in enumerate(probs)]
         self.planted(microgpt, "softmax", softmax)
         status, out, err = run_main("--data", self.data, *self.SMALL, "--gradcheck", "emma")
@@ -286,7 +286,7 @@ class TestGradcheck(InsideCase):
     def test_unknown_characters(self):
         status, out, err = run_main("--data", self.data, "--gradcheck", "x-1")
         self.assertEqual((status, err.strip()), (2, "microgpt: error: --gradcheck 'x-1' has characters the model "
-                                                    "does not know: -1x"))
+                                                    "does not know: '-1x'"))
 
 
 class TestPlot(InsideCase):

@@ -4,7 +4,6 @@ on stderr, exit status 2, before any work."""
 import contextlib
 import io
 import json
-import math
 import os
 import re
 import subprocess
@@ -12,7 +11,7 @@ import sys
 import time
 import unittest
 
-from support import (SCRIPT, FewNamesCase, TempDirTestCase, replaced, run_cli, run_main, workbench,
+from support import (SCRIPT, FewNamesCase, TempDirTestCase, microgpt, replaced, run_cli, run_main, workbench,
                      write_file)
 
 LOSS = re.compile(r"^step +\d+ / +\d+ \| loss (\d+\.\d+)", re.M)
@@ -42,8 +41,8 @@ class TestEachSettingDeclaredOnce(OptionsCase):
         new = workbench.Setting("warmth", 3, int, workbench.AT_LEAST_1, "watching", "a setting of this test")
         with replaced(workbench, "SETTINGS", workbench.SETTINGS + [new]):
             out = io.StringIO()
-            with contextlib.redirect_stdout(out), self.assertRaises(SystemExit):
-                workbench.main(["--help"])                  # argparse prints the help and exits
+            with contextlib.redirect_stdout(out):
+                self.assertEqual(workbench.main(["--help"]), 0)
             self.assertRegex(out.getvalue(), r"--warmth N +a setting of this test \(default 3\)")
             self.fails("--warmth", 0, says="--warmth must be at least 1, got 0")
             path = os.path.join(self.tmp, "run.json")
@@ -71,7 +70,7 @@ class TestEachSettingDeclaredOnce(OptionsCase):
 
 class TestBadOptions(OptionsCase):
     def test_prefix_with_an_unknown_character_or_too_long(self):
-        self.fails("--prefix", "k9", says="--prefix 'k9' has characters the model does not know: 9")
+        self.fails("--prefix", "k9", says="--prefix 'k9' has characters the model does not know: '9k'")
         self.fails("--prefix", "abcdefgh", says="must be shorter than block_size 8")
 
     def test_bad_numbers(self):
@@ -152,13 +151,29 @@ class TestBadOptions(OptionsCase):
         self.fails("--lr", "nan", says="--lr must be a finite number, got nan")
 
     def test_a_loss_that_stops_being_finite_saves_the_last_good_state(self):
+        """Bug: nothing saved when the loss stops being finite (the run is lost with it)."""
+        path = os.path.join(self.tmp, "run.json")
+        original, calls = microgpt.train_step, []
+
+        def third_goes_wrong(*a):
+            calls.append(1)
+            if len(calls) == 3:
+                raise FloatingPointError("loss inf, gradient norm inf")
+            return original(*a)
+
+        with replaced(microgpt, "train_step", third_goes_wrong):
+            line = self.fails("--steps", 10, "--save", path, says="training stopped at step 3: loss inf")
+        self.assertIn(f"saved the last good state (step 2) to {path}", line)
+        self.assertEqual(workbench.load_checkpoint(path)["step"], 2)
+
+    def test_a_state_no_checkpoint_could_hold_is_not_saved(self):
+        """Bug: saving weights of 1e300 (a learning rate of 1e300): a checkpoint the program's own --load then
+        refuses, reported as "the last good state"."""
         path = os.path.join(self.tmp, "run.json")
         line = self.fails("--lr", 1e300, "--steps", 10, "--save", path, says="training stopped at step 2")
-        self.assertIn(f"saved the last good state (step 1) to {path}", line)
-        with open(path) as f:
-            state = json.load(f)
-        self.assertEqual(state["step"], 1)
-        self.assertTrue(all(math.isfinite(x) for mat in state["params"].values() for row in mat for x in row))
+        self.assertIn("could not save the last good state either (not saved: a weight has grown to 1e+300, past "
+                      "the 1e+30 a checkpoint may hold; the learning rate is far too high (--lr))", line)
+        self.assertFalse(os.path.exists(path))
 
 
 class TestCustomData(TempDirTestCase, unittest.TestCase):

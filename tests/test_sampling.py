@@ -180,7 +180,8 @@ class TestSamplesWhileTraining(SamplingCase):
         for n in (0, 5):
             path = os.path.join(self.tmp, f"run{n}.json")
             out = self.ok(*self.RUN, "--eval-samples", n, "--save", path)
-            outputs.append([re.sub(TIMES, "<time>", line).replace(path, "<path>") for line in out.splitlines()])
+            outputs.append([re.sub(TIMES, "<time>", line).replace(path, "<path>").replace(path[:-5], "<path>")
+                            for line in out.splitlines()])
             with open(path) as f:
                 states.append(json.load(f))
         without, with_samples = outputs

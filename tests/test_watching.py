@@ -1,12 +1,18 @@
-"""Watching a run: the step lines, the evaluations, the CSV log (every step and evaluation, the update ratio
-and clipping), the loss curve, periodic saves and the summary."""
+"""Watching a run: the step lines (a status line on a terminal), the time left, the evaluations, the CSV log
+(every step and evaluation, the update ratio and clipping), the loss curve, periodic saves, the baselines
+and where a run stands among them, and overfitting said and its best model kept."""
 import csv
 import math
 import os
+import random
 import re
+import subprocess
+import sys
 import unittest
 
-from support import FewNamesCase, microgpt, replaced, schedule, workbench
+from support import ROOT, FewNamesCase, microgpt, replaced, run_main, schedule, workbench, write_file
+
+SMALL = ["--n-embd", 8, "--n-head", 2]
 
 
 def losses_of(text):
@@ -40,7 +46,6 @@ class TestLines(WatchCase):
             out = self.ok("--steps", 4, "--samples", 0, "--eval-every", 2, "--eval-samples", 0)
         left = [float(x) for x in re.findall(r"\| (\d+\.\d) s left", out)]
         self.assertEqual(len(left), 4)
-        self.assertEqual(left[-1], 0.0)
         self.assertGreater(left[0], left[1])
         self.assertGreater(left[1], left[2])
         summary = re.search(r"trained 4 steps in (\d+\.\d) s \((\d+\.\d) ms/step; evaluation took (\d+\.\d) s\)", out)
@@ -69,7 +74,10 @@ class TestCsvLog(WatchCase):
             rows = list(csv.DictReader(f))
         train = [r for r in rows if r["kind"] == "train"]
         evals = [r for r in rows if r["kind"] == "eval"]
-        self.assertEqual([r["kind"] for r in rows][:12], ["train"] * 10 + ["eval", "train"])    # in time order
+        self.assertEqual([r["kind"] for r in rows][:15], ["uniform", "unigram", "bigram"] + ["train"] * 10 +
+                         ["eval", "train"])                                          # in time order
+        baselines = re.search(r"uniform (\d\.\d{4}), unigram (\d\.\d{4}), bigram (\d\.\d{4})", out).groups()
+        self.assertEqual([f"{float(r['val_loss']):.4f}" for r in rows[:3]], list(baselines))
         self.assertEqual([int(r["step"]) for r in train], list(range(1, 26)))
         self.assertEqual([int(r["step"]) for r in evals], [10, 20, 25])
         self.assertEqual([round(float(r["loss"]), 4) for r in train], losses_of(out))
@@ -110,7 +118,7 @@ class TestCurveAndSaves(WatchCase):
         out = self.ok("--steps", 30, "--samples", 0)
         curve = out[out.index("loss curve"):].splitlines()
         self.assertEqual(len(curve), 1 + 10 + 2)
-        chart = "\n".join(curve[1:11])
+        chart = "\n".join(row[8:8 + 30] for row in curve[1:11])           # the grid, without the labels
         self.assertEqual(chart.count("o"), 3)
         columns = ["".join(row[8 + col] for row in curve[1:11]) for col in range(30)]    # 30 steps, 30 columns
         for col, cells in enumerate(columns):               # one training point per column, unless an o covers it
@@ -121,7 +129,8 @@ class TestCurveAndSaves(WatchCase):
         path = os.path.join(self.tmp, "run.json")
         steps = []
         original = workbench.Run.save
-        with replaced(workbench.Run, "save", lambda run, step: steps.append(step) or original(run, step)):
+        with replaced(workbench.Run, "save", lambda run, step, path=None: path or steps.append(step) or
+                      original(run, step, path)):
             self.ok("--steps", 25, "--samples", 0, "--save", path, "--save-every", 10)
         self.assertEqual(steps, [10, 20, 25])
         self.assertEqual(workbench.load_checkpoint(path)["step"], 25)
@@ -129,3 +138,175 @@ class TestCurveAndSaves(WatchCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestBaselines(unittest.TestCase):
+    def test_the_counts_by_hand(self):
+        """Bugs: no smoothing (a log of 0); counting the validation documents; the bigram read the wrong way
+        round (current given next); positions past block_size counted."""
+        tokenizer = microgpt.Tokenizer(["a", "b"])                  # a = 0, b = 1, BOS = 2
+        # training "ab", "aa": pairs (BOS a) (a b) (b BOS) (BOS a) (a a) (a BOS); targets a a b a BOS BOS
+        # unigram with add-one: a 3+1, b 1+1, BOS 2+1 of 9; bigram rows: BOS: a 2+1, b 1, BOS 1 (of 5);
+        # a: a 1+1, b 1+1, BOS 1+1 (of 6); b: BOS 1+1, a 1, b 1 (of 4)
+        got = workbench.baselines(tokenizer, ["ab", "aa"], ["ba"], block_size=8)
+        # validation "ba": (BOS b) (b a) (a BOS)
+        unigram = -(math.log(2 / 9) + math.log(4 / 9) + math.log(3 / 9)) / 3
+        bigram = -(math.log(1 / 5) + math.log(1 / 4) + math.log(2 / 6)) / 3
+        self.assertEqual(got["uniform"], math.log(3))
+        self.assertAlmostEqual(got["unigram"], unigram, places=15)
+        self.assertAlmostEqual(got["bigram"], bigram, places=15)
+        # at block_size 2 the last pair of each document is left out: in training, (b BOS) and (a BOS), so the
+        # rows are BOS: a 2+1, b 1, BOS 1 (of 5); a: a 1+1, b 1+1, BOS 1 (of 5); b: all 1 (of 3)
+        cut = workbench.baselines(tokenizer, ["ab", "aa"], ["ba"], block_size=2)
+        self.assertAlmostEqual(cut["bigram"], -(math.log(1 / 5) + math.log(1 / 3)) / 2, places=15)
+
+
+class TestWhereItStands(WatchCase):
+    def test_the_header_and_the_end_place_the_run_among_the_baselines(self):
+        out = self.ok("--steps", 20, "--samples", 0, "--eval-every", 10)
+        header = re.search(r"^baselines on the 3 validation documents each evaluation reads: uniform (\d\.\d{4}), "
+                           r"unigram (\d\.\d{4}), bigram (\d\.\d{4}) \(nats per token; counted from the training "
+                           r"documents, add-one smoothing\)$", out, re.M)
+        end = re.search(r"^where it stands: val loss (\d\.\d{4}) at step 20 \| bigram (\d\.\d{4}) \| unigram "
+                        r"(\d\.\d{4}) \| uniform (\d\.\d{4}): ", out, re.M)
+        self.assertEqual(header.groups(), (end.group(4), end.group(3), end.group(2)))
+        self.assertEqual(float(header.group(1)), round(math.log(22), 4))
+        last_eval = re.findall(r"^eval +20 \|.*val loss (\d\.\d{4})", out, re.M)
+        self.assertEqual(last_eval, [end.group(1)])
+
+
+class TestOverfitting(FewNamesCase, unittest.TestCase):
+    """A wide model on 18 random strings memorises them within a hundred steps (measured: best validation
+    at step 50, then up while the training loss falls)."""
+
+    def setUp(self):
+        super().setUp()
+        rng = random.Random(1)
+        words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 6))) for _ in range(24)]
+        self.data = write_file(self.tmp, "words.txt", "\n".join(words) + "\n")
+        self.path = os.path.join(self.tmp, "m.json")
+        self.out = self.ok("--n-embd", 16, "--n-head", 1, "--steps", 120, "--eval-every", 10, "--lr", 0.05,
+                           "--val-fraction", 0.25, "--samples", 0, "--eval-samples", 0, "--save", self.path)
+
+    def test_it_is_said_once_and_the_best_model_is_kept_loadable(self):
+        """Bugs: no check (the run saves its final, worst model and says nothing); the warning at every later
+        evaluation; the best file overwritten by a later, worse evaluation."""
+        evals = [(int(step), float(val)) for step, val in re.findall(r"^eval +(\d+) \|.*val loss (\d\.\d{4})",
+                                                                        self.out, re.M)]
+        best_step, best_val = min(evals, key=lambda e: e[1])
+        said = re.findall(r"^overfitting: since step (\d+) the validation loss has risen from its best, (\d\.\d{4}),",
+                          self.out, re.M)
+        self.assertEqual(said, [(str(best_step), f"{best_val:.4f}")])
+        best = workbench.load_checkpoint(os.path.join(self.tmp, "m.best.json"))
+        self.assertEqual(best["step"], best_step)
+        self.assertEqual(workbench.load_checkpoint(self.path)["step"], 120)       # the main one: resumable, last
+        self.assertIn(f"  its best: val loss {best_val:.4f} at step {best_step}, kept in "
+                      f"{os.path.join(self.tmp, 'm.best.json')}", self.out)
+        status, out, err = run_main("--load", os.path.join(self.tmp, "m.best.json"), "--samples", 2)
+        self.assertEqual(status, 0, err)
+        self.assertIn(f"loaded {os.path.join(self.tmp, 'm.best.json')} at step {best_step}", out)
+
+    def test_a_healthy_run_says_nothing(self):
+        """The check can stay quiet: the default names, a short run, no memorising."""
+        out = run_main("--data", os.path.join(ROOT, "names.txt"), "--steps", 60, "--eval-every", 10, "--samples", 0,
+                       "--eval-samples", 0)[1]
+        self.assertEqual(len(re.findall(r"^eval ", out, re.M)), 6)
+        self.assertNotIn("overfitting", out)
+
+
+PTY_RUN = """
+import sys
+sys.path.insert(0, {root!r})
+import workbench
+sys.exit(workbench.main({argv!r}))
+"""
+
+
+class TestOnATerminal(FewNamesCase, unittest.TestCase):
+    def on_a_terminal(self, *argv):
+        """What the program writes to a pseudo-terminal (stdout and stderr), read until it ends."""
+        import pty
+        argv = ["--data", self.data, *map(str, SMALL), "--samples", "0", *map(str, argv)]
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-c", PTY_RUN.format(root=ROOT, argv=argv)], stdin=follower,
+                                stdout=follower, stderr=follower, close_fds=True)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:                                 # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(leader)
+        self.assertEqual(proc.wait(timeout=60), 0)
+        return b"".join(chunks).decode()
+
+    def test_a_status_line_rewrites_itself_and_only_evaluations_stay(self):
+        """Bugs: every step a permanent line on a terminal (the evaluations scroll away); the status line not
+        cleared before a permanent line."""
+        text = self.on_a_terminal("--steps", 30, "--eval-every", 10)
+        lines = [part.split("\r\x1b[K")[-1] for part in text.replace("\r\n", "\n").split("\n")]
+        self.assertEqual([line for line in lines if line.startswith("step ")], [])            # none stays
+        self.assertEqual(len(re.findall(r"^eval +(10|20|30) \|", "\n".join(lines), re.M)), 3)
+        status = re.findall(r"\r\x1b\[Kstep +(\d+) /   30 \| loss \d\.\d{4} \(mean of (\d+) steps?\) \| lr "
+                            r"\d\.\d{5} \| [\d,]+ tokens/s \| \d+\.\d s left", text)
+        self.assertEqual([int(step) for step, _ in status], list(range(1, 31)))
+        self.assertEqual([int(n) for _, n in status][:3] + [int(n) for _, n in status][-1:], [1, 2, 3, 20])
+
+    def test_print_every_keeps_its_lines_on_a_terminal(self):
+        text = self.on_a_terminal("--steps", 12, "--eval-every", 100, "--print-every", 5)
+        lines = [part.split("\r\x1b[K")[-1] for part in text.replace("\r\n", "\n").split("\n")]
+        self.assertEqual([line.split("|")[0].strip() for line in lines if line.startswith("step ")],
+                         ["step    5 /   12", "step   10 /   12", "step   12 /   12"])
+
+
+class TestTimeLeft(WatchCase):
+    def test_it_counts_the_evaluations_to_come(self):
+        """Bug: time left from the training steps alone (at step 550 of a 5,000-step run: 84 s said, 125 s
+        left). Under a clock that moves one second a training step, each evaluation made 10 seconds long."""
+        ticks = [0]
+        clock = lambda: ticks[0]
+        original = workbench.evaluation
+
+        def slow_evaluation(*a):
+            ticks[0] += 10
+            return original(*a)
+
+        def tick(*a):
+            ticks[0] += 1
+            return original_step(*a)
+
+        original_step = microgpt.train_step
+        with replaced(workbench.time, "perf_counter", clock), replaced(workbench, "evaluation", slow_evaluation), \
+                replaced(microgpt, "train_step", tick):
+            out = self.ok("--steps", 40, "--eval-every", 10, "--samples", 0, "--eval-samples", 0)
+        left = {int(n): float(s) for n, s in re.findall(r"^step +(\d+) /   40 \|.*\| (\d+\.\d) s left", out, re.M)}
+        # at step 10 no evaluation has been timed yet: each is reckoned as its 3 documents at a third of a step's
+        # second each, so 30 steps and 4 evaluations of 1 s; at step 11, after one of 10 s: 29 steps, 3 of them
+        self.assertEqual(left[10], 30 + 4 * 1)
+        self.assertEqual(left[11], 29 + 3 * 10)
+        self.assertEqual(left[40], 0 + 1 * 10)                    # the last step: its evaluation still to come
+
+
+class TestSmallThings(WatchCase):
+    def test_counts_agree_in_number(self):
+        """Bugs: "cut: 1 documents are", "mean of 1 steps", "trained 1 steps", "new: 1 of 1 samples are"."""
+        data = write_file(self.tmp, "two.txt", "abcdefghij\nab\n")
+        status, out, err = run_main("--data", data, *SMALL, "--steps", 1, "--samples", 1, "--val-fraction", 0)
+        self.assertEqual(status, 0, err)
+        for said in ("cut: 1 document is longer than block_size 8 allows and trains on its first 8 positions only",
+                     "(mean of 1 step)", "trained 1 step in", "new: 1 of 1 sample is not a training document"):
+            self.assertIn(said, out)
+        rows = [{"step": i, "loss": 2.0 - i / 10} for i in (1, 2, 3)]
+        self.assertIn("running mean of 1 step)", workbench.loss_curve({"train": rows, "eval": []})[0])
+        self.assertEqual(workbench.counted(2, "step"), "2 steps")
+        self.assertEqual(workbench.counted(1234, "document is", "documents are"), "1,234 documents are")
+
+    def test_a_perplexity_past_floats_range(self):
+        """Bug: f"{exp(loss):.2f}" printing 300 digits for a loss of 700 nats (and inf just past it)."""
+        self.assertEqual(workbench.perplexity_text(math.log(11.91)), "11.91")
+        self.assertEqual(workbench.perplexity_text(700.0), "1.01e+304")
+        self.assertEqual(workbench.perplexity_text(800.0), "inf")

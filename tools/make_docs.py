@@ -16,12 +16,15 @@ Usage: python3 tools/make_docs.py [SOURCE] [OUTPUT]   (default: microgpt.py -> d
 """
 import ast
 import html
+import importlib.util
 import io
 import keyword
 import math
 import os
 import random
 import re
+import shutil
+import subprocess
 import sys
 import tokenize
 
@@ -283,7 +286,18 @@ def measure(microgpt):
     model = classic.ClassicGPT.from_microgpt(gpt)
     classic_nodes, classic_edges = graph_size(classic.document_loss(model, tokens), model.params)
     return {"explain": rows, "vocab_size": tokenizer.vocab_size, "doc": docs[0], "graph": (nodes, edges),
-            "classic": (classic_nodes, classic_edges)}
+            "classic": (classic_nodes, classic_edges), "picture": graph_picture()}
+
+
+def graph_picture():
+    """The SVG of a tiny model's graph (tools/graph.py), drawn now by Graphviz's dot; None without it."""
+    if shutil.which("dot") is None:
+        return None
+    spec = importlib.util.spec_from_file_location("graph", os.path.join(HERE, "tools", "graph.py"))
+    graph = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(graph)
+    svg = subprocess.run(["dot", "-Tsvg"], input=graph.tiny_graph(), capture_output=True, text=True, check=True).stdout
+    return svg[svg.index("<svg"):]                          # without the XML prologue: it sits inside the page
 
 
 def explain_figure(facts):
@@ -305,8 +319,21 @@ def graph_figure(facts):
     return (f'<figure class="measured" id="fig-graph"><figcaption>Measured as this page was built: one training '
             f'step on <code>{html.escape(facts["doc"])}</code>, the default model.</figcaption>'
             f'<p>microgpt\'s graph: <b>{n:,}</b> nodes and <b>{e:,}</b> edges (child links). The classic engine '
-            f'(<code>bench/classic.py</code>, every operation a node of two children): <b>{cn:,}</b> nodes and '
-            f'<b>{ce:,}</b> edges, {cn / n:.0f} times the nodes. Parameters are not counted.</p></figure>')
+            f'(<code>reference/classic.py</code>, every operation a node of two children): <b>{cn:,}</b> nodes '
+            f'and <b>{ce:,}</b> edges, {cn / n:.0f} times the nodes. Parameters are not counted.</p></figure>')
+
+
+def picture_figure(facts):
+    caption = ('<figcaption>Drawn as this page was built (<code>make graph</code> draws it too): the graph of '
+               'one position of a tiny GPT (tokens a, b and BOS; n_embd 4, one head, one layer), reading BOS '
+               'and scored on "a", after <code>backward()</code>. Each box is a Value: the operation that made '
+               'it, its value, its gradient; the blue boxes are the parameter matrices. Zoom in.</figcaption>')
+    if facts["picture"] is None:
+        return (f'<figure class="measured" id="fig-picture">{caption}<p>Graphviz is not installed where this page '
+                f'was built, so the picture is missing: install it (<code>apt-get install graphviz</code>), then '
+                f'<code>make docs</code> again.</p></figure>')
+    return f'<figure class="measured" id="fig-picture">{caption}<div class="picture">{facts["picture"]}</div></figure>'
+
 
 
 # ---- the page
@@ -371,6 +398,8 @@ figure.measured { margin: 10px 0 14px; padding: 8px 12px; background: #eef3f8; b
 figure.measured table { border-collapse: collapse; font: 13px Menlo, Consolas, 'DejaVu Sans Mono', monospace; }
 figure.measured td, figure.measured th { padding: 1px 10px 1px 0; text-align: left; }
 figcaption { font-size: 13px; color: var(--soft); margin-bottom: 4px; }
+.picture { overflow-x: auto; background: white; }
+.picture svg { height: auto; max-width: none; width: 2600px; }
 details > summary { cursor: pointer; font-size: 21px; font-weight: bold; margin: 34px 0 10px; padding-top: 10px;
                     border-top: 2px solid #333; }
 @media (max-width: 820px) {
@@ -416,8 +445,8 @@ def section_html(section, defs, spans, facts):
     """One section of the page, with the measured figures where they belong."""
     name = section["title"] or "Preamble: what microgpt is and how to read it"
     blocks = [block_html(block, defs, spans) for block in section["blocks"]]
-    if section["id"] == "sec-3":                        # after the engine: what it builds, measured
-        blocks.append(graph_figure(facts))
+    if section["id"] == "sec-3":                        # after the engine: what it builds, measured and drawn
+        blocks += [graph_figure(facts), picture_figure(facts)]
     if section["id"] == "sec-5":                        # before document_losses, whose docstring quotes it
         at = next(i for i, b in enumerate(section["blocks"])
                   if any(line.startswith("def document_losses") for _, line in b["code"]))

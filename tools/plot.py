@@ -1,15 +1,19 @@
-"""Plot a microgpt run from its CSV log (`--log run.csv`): run.png beside it, panels sharing the step axis.
+"""Plot microgpt runs from their CSV logs (`--log run.csv`): one run, or several overlaid to compare them.
 
-Panels, top to bottom: the training loss (every step, faint, and a running mean) with the validation
-losses; the learning rate; the gradient norm, with the clip level when there is one; the update-to-weight
-ratio (log scale, the RMS of Adam's update over the RMS of the weights); tokens per second. This is the
-expert's timeline: a gradient norm that climbs before the loss does warns of a learning rate too high.
+Panels, top to bottom, sharing the step axis: the training loss (every step, faint, and a running mean)
+with the validation losses and the baselines (dashed: the bigram, unigram and uniform guesses' validation
+losses, as the run printed them); the learning rate; the gradient norm, with the clip level when there is
+one; the update-to-weight ratio (log scale, the RMS of Adam's update over the RMS of the weights); tokens
+per second. Each run has its colour, named after its file. This is the expert's timeline: a gradient norm
+that climbs before the loss does warns of a learning rate too high.
 
-The script reads only the CSV, with the standard library; matplotlib draws it. `make plot LOG=run.csv`
-installs matplotlib in a throwaway virtual environment, as `make names` does with its packages, so
+The script reads only the CSVs, with the standard library; matplotlib draws them. `make plot LOG=run.csv`
+(or LOG="a.csv b.csv") makes a virtual environment with matplotlib once, .venv-plot, and reuses it, so
 microgpt itself never needs it.
 
-Usage: python3 tools/plot.py RUN.csv [OUT.png]     (exit status 2 and one line for a bad log)
+Usage: python3 tools/plot.py RUN.csv [MORE.csv ...] [-o OUT.png]
+  one log: RUN.png beside it; several: RUN-vs-MORE.png beside the first. Exit status 2 and one line for a
+  bad log.
 """
 import csv
 import math
@@ -18,6 +22,7 @@ import sys
 
 NEEDED = ("kind", "step", "loss", "lr", "grad_norm", "tokens_per_sec", "update_ratio", "clipped", "grad_clip",
           "val_loss")
+BASELINES = ("uniform", "unigram", "bigram")
 
 
 class LogError(Exception):
@@ -34,11 +39,8 @@ def number(text, row, column):
     return value
 
 
-def read_log(path):
-    """The run in the CSV at `path`: {"step", "loss", "lr", "grad_norm", "tokens_per_sec": lists, one entry
-    per training step; "update_ratio": (step, ratio) pairs where measured; "grad_clip": the clip level
-    or None; "clipped": steps whose gradient was clipped; "val": (step, validation loss) pairs}.
-    Raises LogError if the file is missing, not a microgpt log, or holds a row that is not."""
+def read_rows(path):
+    """The CSV's rows as dicts. Raises LogError if it is missing, unreadable or not a microgpt log."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
@@ -48,11 +50,22 @@ def read_log(path):
         raise LogError(f"cannot read {path} as CSV ({e})")
     if not rows or any(column not in rows[0] for column in NEEDED):
         raise LogError(f"{path} is not a microgpt log: it needs the columns {', '.join(NEEDED)}")
+    return rows
+
+
+def read_log(path):
+    """The run in the CSV at `path`: {"step", "loss", "lr", "grad_norm", "tokens_per_sec": lists, one entry
+    per training step; "update_ratio": (step, ratio) pairs where measured; "grad_clip": the clip level
+    or None; "clipped": steps whose gradient was clipped; "val": (step, validation loss) pairs;
+    "baselines": {name: validation loss}}. Raises LogError if the file is missing, not a microgpt log, or
+    holds a row that is not."""
     run = {key: [] for key in ("step", "loss", "lr", "grad_norm", "tokens_per_sec", "update_ratio", "clipped", "val")}
-    run["grad_clip"] = None
-    for i, row in enumerate(rows, start=2):                 # row 1 is the header
+    run["grad_clip"], run["baselines"] = None, {}
+    for i, row in enumerate(read_rows(path), start=2):      # row 1 is the header
         if row["kind"] == "eval":
             run["val"].append((number(row["step"], i, "step"), number(row["val_loss"], i, "val_loss")))
+        elif row["kind"] in BASELINES:
+            run["baselines"][row["kind"]] = number(row["val_loss"], i, "val_loss")
         elif row["kind"] == "train":
             step = number(row["step"], i, "step")
             run["step"].append(step)
@@ -65,7 +78,7 @@ def read_log(path):
             if row["grad_clip"]:
                 run["grad_clip"] = number(row["grad_clip"], i, "grad_clip")
         else:
-            raise LogError(f"row {i}: kind is {row['kind']!r}, not train or eval")
+            raise LogError(f"row {i}: kind is {row['kind']!r}, not train, eval or a baseline")
     if len(run["step"]) < 2:
         raise LogError(f"{path} has {len(run['step'])} training step(s); a plot needs at least 2")
     return run
@@ -79,63 +92,99 @@ def running_mean(values, window):
     return out
 
 
-def draw(run, out):
-    """Write the figure of `run` (read_log) to the PNG file `out`."""
-    import matplotlib
-    matplotlib.use("Agg")                                   # no screen needed
-    import matplotlib.pyplot as plt
+def draw_losses(ax, runs, colours):
+    """The loss panel: each run's training loss (faint, and its running mean), validation losses and
+    baselines; the view cut at the 99.5th percentile, so that rare spikes do not squash the curves."""
+    losses = sorted(loss for run in runs.values() for loss in run["loss"])
+    for (name, run), colour in zip(runs.items(), colours):
+        window = max(1, len(run["step"]) // 50)
+        ax.plot(run["step"], run["loss"], color=colour, alpha=0.15, linewidth=0.6)
+        ax.plot(run["step"], running_mean(run["loss"], window), color=colour,
+                label=f"{name}: training loss, mean of {window} steps")
+        if run["val"]:
+            ax.plot(*zip(*run["val"]), "o-", color=colour, markersize=3, linewidth=1, markerfacecolor="white",
+                    label=f"{name}: validation loss")
+    baselines = {(name, round(loss, 4)) for run in runs.values() for name, loss in run["baselines"].items()}
+    last_step = max(run["step"][-1] for run in runs.values())
+    for name, loss in sorted(baselines):
+        ax.axhline(loss, color="gray", linestyle="--", linewidth=0.8)
+        ax.text(last_step, loss, f" {name} {loss:.2f}", va="bottom", ha="right", fontsize=8, color="dimgray")
+    top = max([losses[int(0.995 * (len(losses) - 1))]] + [loss for name, loss in baselines if name == "bigram"])
+    ax.set_ylim(losses[0] - 0.1, top + 0.2)
+    ax.set_ylabel("loss (nats)")
+    ax.legend(loc="upper right", fontsize=8)
 
-    steps = run["step"]
-    fig, axes = plt.subplots(5, 1, figsize=(10, 12), sharex=True, constrained_layout=True)
-    loss_ax, lr_ax, norm_ax, ratio_ax, speed_ax = axes
-    window = max(1, len(steps) // 50)
-    loss_ax.plot(steps, run["loss"], color="tab:blue", alpha=0.2, linewidth=0.7, label="training loss")
-    loss_ax.plot(steps, running_mean(run["loss"], window), color="tab:blue",
-                 label=f"training loss, mean of {window} steps")
-    if run["val"]:
-        loss_ax.plot(*zip(*run["val"]), "o-", color="tab:orange", label="validation loss")
-    ordered = sorted(run["loss"])                            # rare spikes would squash the curves: cut the
-    loss_ax.set_ylim(ordered[0] - 0.1, ordered[int(0.995 * (len(ordered) - 1))] + 0.2)     # view at 99.5%
-    loss_ax.set_ylabel("loss (nats)")
-    loss_ax.legend(loc="upper right")
-    lr_ax.plot(steps, run["lr"], color="tab:green")
-    lr_ax.set_ylabel("learning rate")
-    norm_ax.plot(steps, run["grad_norm"], color="tab:red", linewidth=0.8, label="gradient norm")
-    if run["grad_clip"] is not None:
-        norm_ax.axhline(run["grad_clip"], color="black", linestyle="--", linewidth=0.8,
-                        label=f"clip level {run['grad_clip']:g} ({len(run['clipped'])} steps clipped)")
-        norm_ax.legend(loc="upper right")
-    norm_ax.set_ylabel("gradient norm")
-    norm_ax.set_yscale("log")
-    if run["update_ratio"]:
-        ratio_ax.plot(*zip(*run["update_ratio"]), color="tab:purple", linewidth=0.8)
+
+def draw_health(axes, runs, colours):
+    """The learning rate, gradient norm (and clip level), update-to-weight ratio and speed panels."""
+    lr_ax, norm_ax, ratio_ax, speed_ax = axes
+    for (name, run), colour in zip(runs.items(), colours):
+        steps, window = run["step"], max(1, len(run["step"]) // 50)
+        lr_ax.plot(steps, run["lr"], color=colour)
+        norm_ax.plot(steps, run["grad_norm"], color=colour, linewidth=0.8)
+        if run["grad_clip"] is not None:
+            norm_ax.axhline(run["grad_clip"], color=colour, linestyle="--", linewidth=0.8,
+                            label=f"{name}: clip level {run['grad_clip']:g} ({len(run['clipped'])} steps clipped)")
+        if run["update_ratio"]:
+            ratio_ax.plot(*zip(*run["update_ratio"]), color=colour, linewidth=0.8)
+        speed_ax.plot(steps, running_mean(run["tokens_per_sec"], window), color=colour)
+    if any(run["grad_clip"] is not None for run in runs.values()):
+        norm_ax.legend(loc="upper right", fontsize=8)
+    if any(run["update_ratio"] for run in runs.values()):
         ratio_ax.axhline(1e-3, color="gray", linestyle=":", linewidth=0.8)
         ratio_ax.set_yscale("log")
     else:
         ratio_ax.text(0.5, 0.5, "not measured in this log", ha="center", va="center", transform=ratio_ax.transAxes)
-    ratio_ax.set_ylabel("update / weight (RMS)")
-    speed_ax.plot(steps, running_mean(run["tokens_per_sec"], window), color="tab:brown")
-    speed_ax.set_ylabel(f"tokens / s (mean of {window})")
-    speed_ax.set_xlabel("step")
+    norm_ax.set_yscale("log")
+    for ax, label in zip(axes, ("learning rate", "gradient norm", "update / weight (RMS)", "tokens / s (mean)")):
+        ax.set_ylabel(label)
+
+
+def draw(runs, out):
+    """Write the figure of `runs` ({name: read_log()}) to the PNG file `out`."""
+    import matplotlib
+    matplotlib.use("Agg")                                   # no screen needed
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(5, 1, figsize=(10, 12), sharex=True, constrained_layout=True)
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray"]
+    colours = (colours * (len(runs) // len(colours) + 1))[:len(runs)]
+    draw_losses(axes[0], runs, colours)
+    draw_health(axes[1:], runs, colours)
+    axes[-1].set_xlabel("step")
     for ax in axes:
         ax.grid(True, alpha=0.3)
-    fig.suptitle(f"microgpt run: {len(steps):,} steps")
+    steps = ", ".join(f"{name}: {len(run['step']):,} steps" for name, run in runs.items())
+    fig.suptitle(f"microgpt run{'s' if len(runs) > 1 else ''}: {steps}")
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
+def output_path(paths):
+    """RUN.png beside RUN.csv; RUN-vs-MORE.png beside the first of several."""
+    root = os.path.splitext(paths[0])[0]
+    names = [os.path.splitext(os.path.basename(p))[0] for p in paths[1:]]
+    return "-vs-".join([root] + names) + ".png"
+
+
 def main(argv):
-    if len(argv) not in (2, 3):
-        print("plot: usage: python3 tools/plot.py RUN.csv [OUT.png]", file=sys.stderr)
+    args, out = argv[1:], None
+    if "-o" in args and args.index("-o") + 1 < len(args):
+        at = args.index("-o")
+        out, args = args[at + 1], args[:at] + args[at + 2:]
+    if not args or "-o" in args:
+        print("plot: usage: python3 tools/plot.py RUN.csv [MORE.csv ...] [-o OUT.png]", file=sys.stderr)
         return 2
-    path = argv[1]
-    out = argv[2] if len(argv) == 3 else os.path.splitext(path)[0] + ".png"
     try:
-        run = read_log(path)
+        runs = {}
+        for path in args:
+            name = os.path.splitext(os.path.basename(path))[0]
+            runs[name if name not in runs else path] = read_log(path)
     except LogError as e:
         print(f"plot: error: {e}", file=sys.stderr)
         return 2
-    draw(run, out)
+    out = out or output_path(args)
+    draw(runs, out)
     print(f"wrote {out}")
     return 0
 
