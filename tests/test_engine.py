@@ -100,6 +100,23 @@ class TestBackward(unittest.TestCase):
         self.assertEqual(a.grad, 12.0)
 
 
+class TestOperationNames(unittest.TestCase):
+    def test_each_value_names_the_operation_that_made_it(self):
+        """Bugs: an operation that forgets its name (a graph drawn with blank boxes); a name on the wrong one."""
+        a, b = Value(2.0), Value(3.0)
+        xs = [Value(0.5), Value(-1.0), Value(2.0)]
+        made = {"+": a + b, "*": a * b, "**2": a ** 2, "**-1": a ** -1, "exp": a.exp(), "log": a.log(),
+                "relu": a.relu(), "dot": microgpt.dot(xs, xs), "sum": microgpt.total(xs),
+                "linear": microgpt.linear(xs, [xs], [[x.data for x in xs]])[0],
+                "softmax": microgpt.softmax(xs)[0], "cross-entropy": microgpt.cross_entropy(xs, 1),
+                "rmsnorm": microgpt.rmsnorm(xs)[0]._groups[0][0][1]}           # x_i * scale: the scale's node
+        for op, value in made.items():
+            self.assertEqual(value._op, op)
+        self.assertEqual((a._op, (a - b)._op, (a / b)._op), ("", "+", "*"))     # a parameter; a + (-1)b; a * b^-1
+        self.assertEqual(repr(a * b), "Value(*, data=6, grad=0)")
+        self.assertEqual(repr(a), "Value(leaf, data=2, grad=0)")
+
+
 class TestGraph(unittest.TestCase):
     def test_every_value_once_each_after_what_it_was_made_from(self):
         """Bugs: a node emitted before its children (backward would pass on an unfinished gradient); the

@@ -9,10 +9,12 @@ import math
 import os
 import random
 import re
+import shutil
+import tempfile
 import unittest
 
 from support import (FEW_NAMES, FewNamesCase, ROOT, gpt as make_gpt, inside, microgpt, replaced, run_main,
-                     workbench, write_file)
+                     split_of, workbench, write_file)
 import reference.atomic as ref  # (support puts the project on the path)
 
 Value = microgpt.Value
@@ -289,11 +291,78 @@ class TestGradcheck(InsideCase):
                                                     "does not know: '-1x'"))
 
 
+class TestWhatExplainSays(InsideCase):
+    def test_whether_the_document_was_trained_on(self):
+        """Bug: --explain silent on whether the model trained on the document (its loss means another thing)."""
+        train_docs, val_docs = split_of(FEW_NAMES, 42)
+        for doc, said in ((train_docs[0], "a training document"), (val_docs[0], "held out for validation"),
+                          ("mmm", "in neither the training nor the validation documents")):
+            with self.subTest(doc=doc):
+                self.assertRegex(self.ok("--explain", doc), rf"explain '{doc}' \(model at step 0\), {said}: tokens")
+
+    def test_a_loaded_model_prints_no_training_lines_and_the_legend_names_every_shade(self):
+        """Bugs: --load printing "loss at initialisation should be..." and "cut: ... train on"; a legend of 3
+        of the 9 shades."""
+        path = os.path.join(self.tmp, "m.json")
+        self.ok("--steps", 2, "--samples", 0, "--save", path)
+        out = self.ok("--load", path, "--explain", "emma")
+        self.assertNotIn("loss at initialisation", out)
+        self.assertNotIn("cut:", out.split("explain")[0])
+        legend = re.search(r"Shades: ' ' under 10%, (.*) or more", out).group(1)
+        shades = [(c, str(10 * i)) for i, c in enumerate(" .:-=+*#%@")][1:]
+        self.assertEqual(re.findall(r"'(.)' (\d+)%", legend), shades)
+
+
+class TestTheGraphDrawn(unittest.TestCase):
+    def setUp(self):
+        tokenizer = microgpt.Tokenizer.from_docs(["ab", "ba"])
+        self.gpt = make_gpt(tokenizer.vocab_size, n_embd=4, n_head=1, n_layer=1, block_size=4)
+        tokens = tokenizer.encode("ab")
+        self.loss = microgpt.cross_entropy(microgpt.document_logits(self.gpt, tokens[:1])[0], tokens[1])
+        self.loss.backward()
+        self.dot = inside.graph_dot(self.loss, self.gpt)
+
+    def test_every_value_a_box_with_its_operation_value_and_gradient(self):
+        """Bugs: a node left out or drawn twice; the value and the gradient swapped; an arrow the wrong way."""
+        nodes = [v for v in self.loss.graph() if v._op]
+        boxes = re.findall(r'^  "v(\d+)" \[label="\{(.*?)\|(.*?)\|grad (.*?)\}"\];$', self.dot, re.M)
+        self.assertEqual(len(boxes), len(nodes))
+        self.assertEqual([(op.replace("\\", ""), float(data), float(grad)) for _, op, data, grad in boxes],
+                         [(v._op, float(f"{v.data:.4g}"), float(f"{v.grad:.3g}")) for v in nodes])
+        last = boxes[-1]
+        self.assertEqual((last[1], float(last[3])), ("cross-entropy", 1.0))       # the loss: d loss / d loss = 1
+        matrices = re.findall(r'^  "([\w.]+)" \[label="\{[\w.]+\|(\d+) x (\d+)\|parameters\}"', self.dot, re.M)
+        self.assertEqual({name: (int(r), int(c)) for name, r, c in matrices},
+                         {name: (len(m), len(m[0])) for name, m in self.gpt.state_dict.items()})
+        arrows = set(re.findall(r'^  "(\S+)" -> "(\S+)";$', self.dot, re.M))
+        key = {id(v): f"v{i}" for i, v in enumerate(self.loss.graph())}
+        logits = self.loss._groups[0][0]                    # what the loss was made from: the logits
+        self.assertLessEqual({(key[id(z)], key[id(self.loss)]) for z in logits}, arrows)
+        self.assertIn(("lm_head", key[id(logits[0])]), arrows)     # a matrix's arrow runs to what it made
+        self.assertNotIn((key[id(self.loss)], key[id(logits[0])]), arrows)
+
+    def test_the_tool_writes_it_and_graphviz_draws_it(self):
+        spec = importlib.util.spec_from_file_location("graph", os.path.join(ROOT, "tools", "graph.py"))
+        graph = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(graph)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "g.dot")
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.assertEqual(graph.main(["graph.py", out]), 0)
+            with open(out) as f:
+                self.assertTrue(f.read().startswith("digraph microgpt {"))
+            if shutil.which("dot"):
+                with open(os.path.join(tmp, "g.svg")) as f:
+                    self.assertIn("<svg", f.read())
+
+
 class TestPlot(InsideCase):
     def test_reads_a_real_log(self):
         log = os.path.join(self.tmp, "run.csv")
         out = self.ok("--steps", 25, "--eval-every", 10, "--samples", 0, "--grad-clip", 2.5, "--log", log)
         run = plot.read_log(log)
+        baselines = re.search(r"uniform (\d\.\d{4}), unigram (\d\.\d{4}), bigram (\d\.\d{4})", out).groups()
+        self.assertEqual([f"{run['baselines'][b]:.4f}" for b in ("uniform", "unigram", "bigram")], list(baselines))
         self.assertEqual(run["step"], list(range(1, 26)))
         printed = [(int(s), float(v)) for s, v in re.findall(r"^eval +(\d+) \|.*\| val loss (\d\.\d{4})", out, re.M)]
         self.assertEqual([(s, round(v, 4)) for s, v in run["val"]], printed)
@@ -327,15 +396,27 @@ class TestPlot(InsideCase):
                 self.assertEqual(len(err.getvalue().strip().splitlines()), 1)
                 self.assertIn(says, err.getvalue())
 
-    def test_draws_a_png(self):
+    def test_draws_a_png_of_one_run_or_of_several(self):
+        """Bug: the second log of `make plot LOG="a.csv b.csv"` read over the first (one run drawn twice)."""
+        self.assertEqual(plot.output_path(["/x/a.csv"]), "/x/a.png")
+        self.assertEqual(plot.output_path(["/x/a.csv", "/y/b.csv"]), "/x/a-vs-b.png")
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            self.skipTest("matplotlib is not installed (make plot installs it in a throwaway venv)")
-        log = os.path.join(self.tmp, "run.csv")
-        self.ok("--steps", 25, "--eval-every", 10, "--samples", 0, "--log", log)
-        self.assertEqual(plot.main(["plot.py", log]), 0)
-        with open(os.path.join(self.tmp, "run.png"), "rb") as f:
+            self.skipTest("matplotlib is not installed (make plot installs it in .venv-plot)")
+        logs = [os.path.join(self.tmp, name) for name in ("a.csv", "b.csv")]
+        for log, lr in zip(logs, (0.01, 0.003)):
+            self.ok("--steps", 25, "--eval-every", 10, "--samples", 0, "--log", log, "--lr", lr)
+        drawn = []
+        with replaced(plot, "draw", lambda runs, out: drawn.append((runs, out))), \
+                contextlib.redirect_stdout(io.StringIO()):
+            self.assertEqual(plot.main(["plot.py", *logs]), 0)
+        runs, out = drawn[0]
+        self.assertEqual((list(runs), out), (["a", "b"], os.path.join(self.tmp, "a-vs-b.png")))
+        self.assertEqual([run["lr"][0] for run in runs.values()], [0.01, 0.003])
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.assertEqual(plot.main(["plot.py", *logs]), 0)
+        with open(os.path.join(self.tmp, "a-vs-b.png"), "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
 

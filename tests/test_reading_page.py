@@ -6,9 +6,10 @@ import math
 import os
 import random
 import re
+import shutil
 import unittest
 
-from support import NAMES, ROOT, SCRIPT, gpt as make_gpt, microgpt, workbench
+from support import NAMES, ROOT, SCRIPT, gpt as make_gpt, microgpt, replaced, workbench
 import reference.atomic as atomic_reference  # (support puts the project on the path)
 from reference import classic, graph_size
 
@@ -238,6 +239,18 @@ class TestReadingPage(unittest.TestCase):
             self.assertLessEqual(len(line), 56, line)
             self.assertTrue(line.startswith("  "), line)
         self.assertEqual(normalise(self.page).count("10. Engine what workbench.py drives"), 1)
+
+    def test_the_picture_of_a_tiny_graph_or_a_word_that_it_is_missing(self):
+        """Bug: a page that breaks where Graphviz is missing, or says nothing of the missing picture."""
+        figure = self.page[self.page.index('<figure class="measured" id="fig-picture">'):]
+        figure = figure[:figure.index("</figure>")]
+        if shutil.which("dot"):
+            self.assertIn("<svg", figure)
+            self.assertIn("cross&#45;entropy", figure)                   # Graphviz escapes the hyphen
+        with replaced(make_docs.shutil, "which", lambda name: None):
+            self.assertIsNone(make_docs.graph_picture())
+        page = make_docs.render(self.source, self.readme, dict(self.facts, picture=None))
+        self.assertIn("Graphviz is not installed where this page was built", page)
 
     def test_formulas_are_typeset(self):
         """Worked out by hand: what the docstrings' formulas become on the page."""
