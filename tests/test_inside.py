@@ -400,10 +400,6 @@ class TestPlot(InsideCase):
         """Bug: the second log of `make plot LOG="a.csv b.csv"` read over the first (one run drawn twice)."""
         self.assertEqual(plot.output_path(["/x/a.csv"]), "/x/a.png")
         self.assertEqual(plot.output_path(["/x/a.csv", "/y/b.csv"]), "/x/a-vs-b.png")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            self.skipTest("matplotlib is not installed (make plot installs it in .venv-plot)")
         logs = [os.path.join(self.tmp, name) for name in ("a.csv", "b.csv")]
         for log, lr in zip(logs, (0.01, 0.003)):
             self.ok("--steps", 25, "--eval-every", 10, "--samples", 0, "--log", log, "--lr", lr)
@@ -414,6 +410,10 @@ class TestPlot(InsideCase):
         runs, out = drawn[0]
         self.assertEqual((list(runs), out), (["a", "b"], os.path.join(self.tmp, "a-vs-b.png")))
         self.assertEqual([run["lr"][0] for run in runs.values()], [0.01, 0.003])
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            self.skipTest("matplotlib is not installed (make plot installs it in .venv-plot)")
         with contextlib.redirect_stdout(io.StringIO()):
             self.assertEqual(plot.main(["plot.py", *logs]), 0)
         with open(os.path.join(self.tmp, "a-vs-b.png"), "rb") as f:

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import unittest
+from types import SimpleNamespace
 
 from support import ROOT, FewNamesCase, microgpt, replaced, run_main, schedule, workbench, write_file
 
@@ -212,6 +213,49 @@ class TestOverfitting(FewNamesCase, unittest.TestCase):
                        "--eval-samples", 0)[1]
         self.assertEqual(len(re.findall(r"^eval ", out, re.M)), 6)
         self.assertNotIn("overfitting", out)
+
+
+class TestJudgedByHand(unittest.TestCase):
+    """Judge and standing() on evaluation rows written by hand: (step, train loss, validation loss)."""
+
+    def judge(self, rows):
+        said = []
+        r = SimpleNamespace(metrics={"eval": []}, best_path=None, console=SimpleNamespace(line=said.append))
+        judge = workbench.Judge(r)
+        for step, train, val in rows:
+            judge({"step": step, "train_loss": train, "val_loss": val})
+        return [re.match(r"overfitting: since step (\d+) .*, to (\d\.\d+),", line).groups() for line in said]
+
+    def test_overfitting_is_two_rises_past_the_wobble_while_the_training_loss_falls(self):
+        """Bugs: a rise inside the 2% wobble counted; a run whose training loss rises too (a learning rate
+        too large, not memorising) called overfitting; the count not started again when it comes back."""
+        cases = {"two rises of 5% while training falls": ([(10, 2.0, 2.0), (20, 1.9, 2.1), (30, 1.8, 2.15),
+                                                           (40, 1.7, 2.2)], [("10", "2.1500")]),
+                 "rises of 1.5%, inside the wobble": ([(10, 2.0, 2.0), (20, 1.9, 2.03), (30, 1.8, 2.03)], []),
+                 "training loss rising with it": ([(10, 2.0, 2.0), (20, 2.1, 2.1), (30, 2.2, 2.2)], []),
+                 "a rise, back, a rise": ([(10, 2.0, 2.0), (20, 1.9, 2.1), (30, 1.8, 2.0), (40, 1.7, 2.1)], []),
+                 "a new best resets it": ([(10, 2.0, 2.0), (20, 1.9, 2.1), (30, 1.8, 1.9), (40, 1.7, 1.95)], [])}
+        for name, (rows, said) in cases.items():
+            with self.subTest(name):
+                self.assertEqual(self.judge(rows), said)
+
+    def test_where_a_run_stands_among_the_baselines(self):
+        """Bugs: the verdict taken against the worst baseline, or the names on the wrong side of it."""
+        b = {"uniform": 3.3, "unigram": 2.8, "bigram": 2.5}
+        verdicts = {2.4: "below every baseline, 0.1000 nats under the bigram: it has learnt more than which token "
+                         "follows which",
+                    2.6: "between the baselines: below the uniform and the unigram, above the bigram",
+                    3.0: "between the baselines: below the uniform, above the unigram and the bigram",
+                    3.4: "above every baseline: it has learnt nothing yet, or memorised its training documents"}
+        for val, verdict in verdicts.items():
+            with self.subTest(val=val):
+                rows = [{"step": 10, "train_loss": 2.0, "val_loss": 2.2}, {"step": 20, "train_loss": 1.9,
+                                                                           "val_loss": val}]
+                r = SimpleNamespace(metrics={"eval": rows}, baselines=b, best_path="m.best.json")
+                lines = workbench.standing(r)
+                self.assertEqual(lines[0], f"where it stands: val loss {val:.4f} at step 20 | bigram 2.5000 | "
+                                           f"unigram 2.8000 | uniform 3.3000: {verdict}")
+                self.assertEqual(lines[1:], ["  its best: val loss 2.2000 at step 10, kept in m.best.json"])
 
 
 PTY_RUN = """
