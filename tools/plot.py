@@ -112,7 +112,7 @@ def draw_losses(ax, runs, colours):
     top = max([losses[int(0.995 * (len(losses) - 1))]] + [loss for name, loss in baselines if name == "bigram"])
     ax.set_ylim(losses[0] - 0.1, top + 0.2)
     ax.set_ylabel("loss (nats)")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", fontsize=8)              # (the baselines are labelled on the right)
 
 
 def draw_health(axes, runs, colours):
@@ -154,8 +154,7 @@ def draw(runs, out):
     axes[-1].set_xlabel("step")
     for ax in axes:
         ax.grid(True, alpha=0.3)
-    steps = ", ".join(f"{name}: {len(run['step']):,} steps" for name, run in runs.items())
-    fig.suptitle(f"microgpt run{'s' if len(runs) > 1 else ''}: {steps}")
+    fig.suptitle("microgpt: " + "; ".join(f"{name}, {len(run['step']):,} steps" for name, run in runs.items()))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
