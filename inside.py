@@ -13,6 +13,12 @@ import math
 import microgpt
 
 
+def mean_loss(gpt, tokens):
+    """The mean of microgpt.document_losses(): one Value, in nats per predicted token, with its graph."""
+    losses = microgpt.document_losses(gpt, tokens)
+    return microgpt.total(losses) / len(losses)
+
+
 def explain(engine, doc, lr):
     """explain_document() on a microgpt.Engine's model and optimizer: the engine interface's explain."""
     return explain_document(engine.gpt, engine.tokenizer, engine.optimizer, doc, lr)
@@ -90,7 +96,7 @@ def gradient_check(gpt, tokens, rng, h=1e-5, tolerance=1e-4, sample_size=100, on
     derivative stays wrong. The model is left as it was, gradients at zero. on_matrix(name, its report,
     entries checked so far, entries to check in all), if given, is called as each matrix is done: two
     forward passes an entry take a while on a larger model."""
-    loss = microgpt.document_loss(gpt, tokens)
+    loss = mean_loss(gpt, tokens)
     reached = {id(node) for node in loss.graph() if not node._groups}      # the leaves: parameters, constants
     loss.backward()
 
@@ -98,9 +104,9 @@ def gradient_check(gpt, tokens, rng, h=1e-5, tolerance=1e-4, sample_size=100, on
         x = p.data
         with microgpt.no_grad():
             p.data = x + step
-            up = microgpt.document_loss(gpt, tokens).data
+            up = mean_loss(gpt, tokens).data
             p.data = x - step
-            down = microgpt.document_loss(gpt, tokens).data
+            down = mean_loss(gpt, tokens).data
         p.data = x
         numeric = (up - down) / (2 * step)
         return abs(p.grad - numeric) / max(abs(p.grad), abs(numeric), 1e-5)

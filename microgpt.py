@@ -55,12 +55,8 @@ def load_docs(path):
 # marks where a document starts and also where it ends. For names that is a-z plus BOS: 27 tokens.
 
 class Tokenizer:
-    """Characters to ids and back.
-
-    `chars` is the sorted list of distinct characters; character chars[i] has id i. One extra token,
-    BOS = len(chars), marks both the start and the end of a document, so vocab_size = len(chars) + 1
-    (27 for names: a-z and BOS).
-    """
+    """Characters to ids and back: character chars[i] (sorted) has id i, and BOS = len(chars) marks both the
+    start and the end of a document, so vocab_size = len(chars) + 1 (27 for names: a-z and BOS)."""
 
     def __init__(self, chars):
         self.chars = list(chars)                            # id -> character, e.g. chars[4] == 'e'
@@ -101,8 +97,7 @@ class Value:
     A Value computed from others names the operation that made it ("*", "dot") and keeps the Values it was
     computed from in groups, pairs (children, local_grads) of equal length: the children and its partial
     derivative with respect to each. a * b has one group, ((a, b), (b.data, a.data)); a dot product w . x
-    has two, (w, x's floats) and (x, w's floats), the lists it already holds. A parameter has none.
-    backward() combines them with the chain rule."""
+    has two, (w, x's floats) and (x, w's floats). A parameter has none. backward() applies the chain rule."""
     __slots__ = ("data", "grad", "_groups", "_op")
     grad_enabled = True     # False inside `with no_grad():`
     tape = None             # inside `with Tape() as tape:`, the list that every new computed Value joins
@@ -173,8 +168,7 @@ class Value:
         """Fill in .grad of every Value this one depends on: d(self)/d(node), added to what is there.
 
         `order` is a topological order of the graph (a node after everything computed from it); a Tape
-        passes its record, else graph() finds it.
-        """
+        passes its record, else graph() finds it."""
         if order is None:
             order = self.graph()
         # The chain rule, from the output back: d self/d child = sum over parents of
@@ -194,13 +188,11 @@ class Value:
 
 class Tape:
     """`with Tape() as tape:` records every Value computed inside the block in the order it is made, and
-    tape.backward(loss) runs backward() along that record: a Value is made after the Values it comes
-    from, so the order of making is already topological and the search (as costly as the chain rule
-    itself) is skipped. Rules, each tested: only Values made inside the block are recorded, and those
-    made before it (the parameters) are leaves to it; backward(loss) needs loss on the tape and consumes
-    the record, so a second call raises; nodes loss does not depend on get zero gradient; a record never
-    back-propagated is freed with its tape, as nothing global keeps it; tapes do not nest.
-    """
+    tape.backward(loss) runs backward() along that record: a Value is made after the Values it comes from,
+    so the order of making is already topological and the search (as costly as the chain rule itself) is
+    skipped. Rules, each tested: Values made before the block (the parameters) are leaves to it; backward
+    needs loss on the tape and consumes the record (a second call raises); nodes loss does not depend on
+    get zero gradient; a record never back-propagated is freed with its tape; tapes do not nest."""
 
     def __enter__(self):
         if Value.tape is not None:
@@ -239,15 +231,13 @@ class no_grad:
 #
 # First the model's building blocks. Each is a single node with many children: it computes its value from
 # plain floats and stores the derivative with respect to every child, so backward() treats it like any
-# other Value. Built from + * exp instead (reference/atomic.py does exactly that, and the tests hold
-# these to it), the same function would make one node per arithmetic operation: for one training step
-# on a five-letter name that is 39,443 nodes instead of 1,878 (`make bench`).
+# other Value. Built from + * exp (reference/atomic.py, held to these by the tests), they would make one
+# node per operation: for one training step on a five-letter name that is 39,443 nodes instead of 1,878.
 
 def dot(a, b):
     """sum_i a_i * b_i over two equal-length lists of Values -> one Value with 2n children.
     d/da_i = b_i and d/db_i = a_i: each side's local gradients are the other side's values, so the node
-    keeps two groups, (a, b's floats) and (b, a's floats).
-    """
+    keeps two groups, (a, b's floats) and (b, a's floats)."""
     a_data, b_data = [x.data for x in a], [x.data for x in b]                  # n floats each
     return Value(sum(map(operator.mul, a_data, b_data)), "dot", (a, b_data), (b, a_data))
 
@@ -261,8 +251,7 @@ def linear(x, w, w_data):
     """Matrix-vector product: x (n_in Values), w (n_out rows of n_in Values) -> n_out Values. w_data is w
     as plain floats (GPT.weights), read once per document rather than once per position.
     Output i is the dot product of row i and x, one node with two groups: the row with x's floats
-    (d/dw_ij = x_j) and x with the row's floats (d/dx_j = w_ij), lists shared by every output.
-    """
+    (d/dw_ij = x_j) and x with the row's floats (d/dx_j = w_ij), lists shared by every output."""
     x_data = [xi.data for xi in x]                          # n_in floats, shared by every row
     return [Value(sum(map(operator.mul, row_data, x_data)), "linear", (row, x_data), (x, row_data))
             for row, row_data in zip(w, w_data)]            # one output per row: n_out in all
@@ -281,8 +270,7 @@ def softmax_data(zs, temperature=1.0):
 
 def softmax(logits, temperature=1.0):
     """Probabilities from a list of n logit Values -> n Values, each with all n logits as children.
-    p_i = exp(z_i / T) / sum_j exp(z_j / T), and dp_i/dz_j = p_i * ([i == j] - p_j) / T.
-    """
+    p_i = exp(z_i / T) / sum_j exp(z_j / T), and dp_i/dz_j = p_i * ([i == j] - p_j) / T."""
     probs = softmax_data([z.data for z in logits], temperature)       # n floats summing to 1
     return [Value(p_i, "softmax", (logits, [p_i * ((i == j) - p_j) / temperature for j, p_j in enumerate(probs)]))
             for i, p_i in enumerate(probs)]                           # every p_i depends on every z_j
@@ -291,8 +279,7 @@ def softmax(logits, temperature=1.0):
 def rmsnorm(x):
     """RMSNorm without a learned gain (Zhang & Sennrich 2019): x_i * s with s = (mean_j x_j^2 + 1e-5)^-1/2,
     n Values in and out.
-    The scale s is one node with the n inputs as children: ds/dx_j = -s^3 * x_j / n.
-    """
+    The scale s is one node with the n inputs as children: ds/dx_j = -s^3 * x_j / n."""
     # Rescales the vector to a root-mean-square of 1, whatever its size was: each layer then reads inputs
     # of a steady scale, which keeps training stable. Unlike LayerNorm it does not subtract the mean.
     n = len(x)
@@ -424,8 +411,7 @@ class GPT:
 def cross_entropy(logits, target_id):
     """Minus the log-probability that softmax(logits) gives the target: one Value, in nats.
     With p = softmax(z): loss = -log p_target = log sum_j exp(z_j) - z_target, and d loss/dz_j =
-    p_j - [j == target]: the probability given to each token, minus 1 at the token that came.
-    """
+    p_j - [j == target]: the probability given to each token, minus 1 at the token that came."""
     zs = [z.data for z in logits]                           # vocab_size floats
     probs = softmax_data(zs)                                # the model's distribution over the next token
     # -log p_target, computed as log-sum-exp minus the target's logit rather than as log(probs[target]):
@@ -463,8 +449,7 @@ def document_losses(gpt, tokens):
         1  e      m       3.7314
         2  m      m       3.2050
         3  m      a       2.9959
-        4  a      BOS     3.0988     mean 3.1601, beside ln 27 = 3.2958
-    """
+        4  a      BOS     3.0988     mean 3.1601, beside ln 27 = 3.2958"""
     n = n_predicted(tokens, gpt.block_size)
     # The next-token shift: the inputs are tokens[:-1] and the targets tokens[1:], so position t reads
     # tokens[t] and is scored on tokens[t + 1]. This is teacher forcing: the model always reads the real
@@ -475,27 +460,18 @@ def document_losses(gpt, tokens):
     return [cross_entropy(z, target_id) for z, target_id in zip(logits, targets)]     # how surprised, nats
 
 
-def document_loss(gpt, tokens):
-    """The mean of document_losses(): one Value, in nats per predicted token."""
-    losses = document_losses(gpt, tokens)
-    return total(losses) / len(losses)
-
-
 # ----------------------------------------------------------------------------------------------------
 # 6. Optimizer: Adam, and a learning rate that warms up, then decays along a cosine.
 #
-# In: every parameter's gradient. Out: every parameter moved a small step downhill, the step's size set by
-# the learning rate of this step. Gradients say which way is downhill for one batch; Adam smooths them
-# over steps and scales each parameter's step by how large its gradients have been.
+# In: every parameter's gradient. Out: every parameter moved a small step downhill, sized by this step's
+# learning rate. Gradients say which way is downhill for one batch; Adam smooths them over steps and
+# scales each parameter's step by how large its gradients have been.
 
 def lr_schedule(step, num_steps, lr, warmup_steps, min_lr):
-    """Learning rate of optimizer step `step` (0-based) of `num_steps`.
-
-    Linear warmup over the first warmup_steps steps, lr * (step + 1) / warmup_steps; then cosine decay
-    (Loshchilov & Hutter 2016) from lr to min_lr: min_lr + (lr - min_lr) * (1 + cos(pi * progress)) / 2,
-    progress = (step - warmup_steps) / (num_steps - warmup_steps). With no warmup and min_lr 0 this is
-    lr * (1 + cos(pi * step / num_steps)) / 2.
-    """
+    """Learning rate of optimizer step `step` (0-based) of `num_steps`: linear warmup over the first
+    warmup_steps steps, lr * (step + 1) / warmup_steps; then cosine decay (Loshchilov & Hutter 2016) from
+    lr to min_lr: min_lr + (lr - min_lr) * (1 + cos(pi * progress)) / 2, progress = (step - warmup_steps)
+    / (num_steps - warmup_steps). With no warmup and min_lr 0: lr * (1 + cos(pi * step / num_steps)) / 2."""
     # Warmup: the first updates are taken from random weights and Adam's barely-started averages, so
     # they are kept small and grow to lr. Decay: near the end, small steps settle into a minimum
     # instead of bouncing around it. The schedule counts optimizer steps, not documents.
@@ -506,11 +482,8 @@ def lr_schedule(step, num_steps, lr, warmup_steps, min_lr):
 
 
 class Adam:
-    """Adam (Kingma & Ba 2014) over a list of parameter Values, with the constants microgpt trains with.
-
-    m and v are the running means of each parameter's gradient and squared gradient (one float per
-    parameter); t counts the updates made.
-    """
+    """Adam (Kingma & Ba 2014) over a list of parameter Values, with the constants microgpt trains with. m
+    and v: running means of each parameter's gradient and squared gradient (a float each); t: updates made."""
 
     def __init__(self, params, beta1=0.85, beta2=0.99, eps=1e-8):
         self.params, self.beta1, self.beta2, self.eps = params, beta1, beta2, eps
@@ -538,7 +511,6 @@ class Adam:
             p.grad = 0.0
 
 
-
 # ----------------------------------------------------------------------------------------------------
 # 7. Training: one optimizer step per batch of documents, cycling through the shuffled dataset.
 #
@@ -550,34 +522,60 @@ def grad_norm(params):
     return math.sqrt(sum(p.grad * p.grad for p in params))
 
 
-def train_step(gpt, optimizer, batch, lr, grad_clip):
-    """One optimizer step on a batch: a list of documents, each a list of token ids with BOS at both ends.
+def document_gradient(gpt, tokens, n_tokens):
+    """One document's part of a batch: its cross-entropies summed and divided by n_tokens, the batch's
+    token count, back-propagated, so that its gradient adds into p.grad. Returns that part (float, nats)."""
+    with Tape() as tape:                                    # forward, recording each node as it is made
+        doc_loss = total(document_losses(gpt, tokens)) / n_tokens
+    tape.backward(doc_loss)                                 # backward along the record, newest first
+    return doc_loss.data
 
-    The loss is the mean cross-entropy over every predicted token of the batch. Each document's graph is
-    built, back-propagated and dropped in turn, its summed loss divided by the batch's token count, so
-    the gradients that add up in p.grad are those of the mean (gradient accumulation). If grad_clip is a
-    number below the gradient's global norm, every gradient is scaled by grad_clip / norm, so the norm
-    becomes grad_clip (None: no clipping). Then Adam updates every parameter.
-    Returns (loss in nats per token, gradient norm before clipping).
-    Raises FloatingPointError, before any parameter changes, if the loss or the gradient is not finite.
-    """
+
+def document_gradients(gpt, batch, n_tokens):
+    """Each document's part, one at a time, in the batch's order: (document_gradient's loss, its gradient, a
+    float per parameter in state_dict order), each computed from 0; p.grad is left at 0."""
+    for tokens in batch:
+        doc_loss = document_gradient(gpt, tokens, n_tokens)
+        grads = [p.grad for p in gpt.params]
+        for p in gpt.params:
+            p.grad = 0.0
+        yield doc_loss, grads
+
+
+def batch_gradient(gpt, batch, n_tokens, parts=None):
+    """The gradient of a batch's mean loss, left in p.grad (0 before), and that loss (float, nats per
+    token): the sum of the documents' parts (document_gradients; `parts` if they were computed elsewhere,
+    by workbench.py's worker processes), added in the batch's order."""
+    if parts is None and len(batch) == 1:
+        return document_gradient(gpt, batch[0], n_tokens)   # one document: its gradient is the sum
+    # Gradient accumulation: one document's graph at a time, so memory holds one graph, not the batch's.
+    # Float addition depends on its order, so it is fixed: the same bits wherever each part was computed.
+    loss, summed = 0.0, None
+    for doc_loss, grads in parts or document_gradients(gpt, batch, n_tokens):
+        loss += doc_loss
+        summed = grads if summed is None else list(map(operator.add, summed, grads))
+    for p, g in zip(gpt.params, summed):
+        p.grad = g
+    return loss
+
+
+def train_step(gpt, optimizer, batch, lr, grad_clip, gradients=None):
+    """One optimizer step on a batch: a list of documents, each a list of token ids with BOS at both ends.
+    The loss is the mean cross-entropy over every predicted token of the batch (batch_gradient, which
+    gradients(batch, n_tokens) can give the documents' parts). If grad_clip is below the gradient's global
+    norm, every gradient is scaled by grad_clip / norm (None: no clipping). Then Adam updates every
+    parameter. Returns (loss in nats per token, gradient norm before clipping).
+    Raises FloatingPointError, before any parameter changes, if the loss or the gradient is not finite."""
     # The mean, not the sum: summed, a batch of long names would give a bigger loss and bigger gradients
     # than one of short names, and the step size would depend on document length and batch size.
     n_tokens = sum(n_predicted(tokens, gpt.block_size) for tokens in batch)
-    loss = 0.0
     # The cyclic garbage collector is paused (10-20% faster): a node refers only to the Values it was made
     # from, so the graph has no cycle and reference counting frees it; the collector would find nothing.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for tokens in batch:
-            # Gradient accumulation: one document's graph at a time, so memory holds one graph, not the
-            # batch's; backward adds into p.grad, and dividing each document's sum by the batch's token
-            # count makes the total exactly the gradient of the batch mean. One update follows, below.
-            with Tape() as tape:                            # forward, recording each node as it is made
-                doc_loss = total(document_losses(gpt, tokens)) / n_tokens
-            tape.backward(doc_loss)                         # backward along the record, newest first
-            loss += doc_loss.data
+        parts = gradients(batch, n_tokens) if gradients else None
+        loss = batch_gradient(gpt, batch, n_tokens, parts)  # forward and backward, document by document
         norm = grad_norm(optimizer.params)                  # how big this step's gradient is, all in all
         if not (math.isfinite(loss) and math.isfinite(norm)):
             for p in optimizer.params:
@@ -594,17 +592,17 @@ def train_step(gpt, optimizer, batch, lr, grad_clip):
 
 
 def train(gpt, optimizer, tokenizer, docs, num_steps, lr, warmup_steps, min_lr, batch_size, grad_clip,
-          start_step=0, on_step=None):
+          start_step=0, on_step=None, gradients=None):
     """Run optimizer steps start_step .. num_steps - 1 and return their losses (floats, nats per token).
     Step i trains on batch_size documents starting at docs[i * batch_size % len(docs)]. After each step,
     on_step(step, loss, lr, grad_norm, batch) is called if given; a true return value stops training.
-    """
+    `gradients`: as train_step's."""
     losses = []
     for step in range(start_step, num_steps):
         first = step * batch_size                           # the dataset is walked in order, and wraps
         batch = [tokenizer.encode(docs[(first + j) % len(docs)]) for j in range(batch_size)]
         lr_t = lr_schedule(step, num_steps, lr, warmup_steps, min_lr)
-        loss, norm = train_step(gpt, optimizer, batch, lr_t, grad_clip)
+        loss, norm = train_step(gpt, optimizer, batch, lr_t, grad_clip, gradients)
         losses.append(loss)
         if on_step is not None and on_step(step, loss, lr_t, norm, batch):
             break
@@ -631,12 +629,10 @@ def next_token_probs(zs, temperature, top_k):
 
 
 def sample(gpt, tokenizer, rng, temperature, top_k, prefix):
-    """Generate one document and return it as a string (the prefix included, BOS not).
-
-    Starts from BOS followed by the prefix's tokens; from then on samples each next token from
+    """Generate one document and return it as a string (the prefix included, BOS not). Starts from BOS
+    followed by the prefix's tokens; from then on samples each next token from
     softmax(logits / temperature), keeping only the top_k largest logits if top_k is given, and stops at
-    BOS or after block_size positions. Raises KeyError for a prefix character outside the vocabulary.
-    """
+    BOS or after block_size positions. Raises KeyError for a prefix character outside the vocabulary."""
     keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]   # empty KV lists
     token_ids = [tokenizer.BOS] + [tokenizer.ids[ch] for ch in prefix]  # BOS says: a document starts
     weights = gpt.weights()                                 # read once for every position
@@ -657,9 +653,8 @@ def sample(gpt, tokenizer, rng, temperature, top_k, prefix):
 # 9. One run: sections 1 to 8 assembled, from a text file to new names.
 #
 # In: the settings below. Out: a trained model, its loss on names it never trained on, and new names. One
-# random generator, seeded once, gives the documents' order, the first weights and the samples, so one
-# seed gives one run. This is what `python3 microgpt.py` does; workbench.py does the same steps through
-# the Engine of section 10, with options, watching and checkpoints around them.
+# random generator, seeded once, gives the documents' order, the first weights and the samples: one seed,
+# one run. workbench.py does the same steps through the Engine of section 10, with options around them.
 
 DEFAULTS = {
     "data": "names.txt", "seed": 42, "val_fraction": 0.1,          # the documents (sections 1, 2), held out
@@ -680,20 +675,23 @@ def split_docs(docs, val_fraction):
     return docs[n_val:], docs[:n_val]
 
 
-def evaluate(gpt, tokenizer, docs):
-    """Mean negative log-likelihood per predicted token over `docs`, in nats, with no graph built.
-    Returns (loss, number of predicted tokens).
+def document_nll(gpt, tokens):
+    """One document's cross-entropies summed, with no graph built: (nats, the number of predicted tokens)."""
+    with no_grad():                                         # no gradient needed, so no graph is built
+        losses = document_losses(gpt, tokens)
+    return sum(loss.data for loss in losses), len(losses)
 
+
+def evaluate(gpt, tokenizer, docs, nlls=None):
+    """Mean negative log-likelihood per predicted token over `docs`, in nats, and the number of predicted
+    tokens. `nlls`: the documents' document_nll() if computed elsewhere (workbench.py's worker processes).
     Held-out documents were never trained on, so this is the loss on names the model has not seen: while
     it falls with the training loss the model is learning what names are like; when it levels off or
-    rises while the training loss keeps falling, the model has started memorising its training names.
-    """
+    rises while the training loss keeps falling, the model has started memorising its training names."""
     loss_sum, n_tokens = 0.0, 0
-    with no_grad():
-        for doc in docs:
-            losses = document_losses(gpt, tokenizer.encode(doc))
-            loss_sum += sum(loss.data for loss in losses)
-            n_tokens += len(losses)                         # per token: a long name weighs more than a short one
+    for doc_sum, n in nlls or (document_nll(gpt, tokenizer.encode(doc)) for doc in docs):
+        loss_sum += doc_sum
+        n_tokens += n                                       # per token: a long name weighs more than a short one
     return loss_sum / n_tokens, n_tokens
 
 
@@ -732,9 +730,8 @@ def run(s, log=print):
 # 10. The engine interface: what workbench.py drives.
 #
 # workbench.py runs a model without knowing its insides, through the few methods of an Engine: build it,
-# train it, evaluate it, sample from it, and hand over what a checkpoint keeps. microgpt_torch.py's Engine
-# has the same methods over tensors. Here each is one of the functions above, on the model and the
-# optimizer the Engine holds.
+# train it, evaluate it, sample from it, hand over what a checkpoint keeps; microgpt_torch.py's Engine has
+# the same over tensors. Here each is a function above, on the model and the optimizer the Engine holds.
 
 class Engine:
     """A GPT and its Adam behind the interface workbench.py drives, which its docstring describes. The
@@ -748,8 +745,7 @@ class Engine:
         self.optimizer = Adam(self.gpt.params)
         self.n_params = len(self.gpt.params)
         if state is not None:
-            for p, x in zip(self.gpt.params, (x for rows in state["params"].values() for row in rows for x in row)):
-                p.data = x
+            self.set_weights([x for rows in state["params"].values() for row in rows for x in row])
             adam = state["adam"]
             self.optimizer.t, self.optimizer.m, self.optimizer.v = adam["t"], list(adam["m"]), list(adam["v"])
 
@@ -762,21 +758,26 @@ class Engine:
 
     memory_available = staticmethod(lambda settings: None)      # None: the machine's own, workbench.py asks
 
-    # Training, evaluation and sampling: sections 7, 9 and 8 on this model and optimizer.
-    def train(self, docs, start_step, on_step, steps, lr, warmup_steps, min_lr, batch_size, grad_clip):
+    # Sections 7, 9 and 8. `gradients` and `nlls`: the documents' parts from workbench.py's worker processes,
+    # each an Engine given these weights (set_weights) and asked for document_gradients or document_nlls.
+    def train(self, docs, start_step, on_step, steps, lr, warmup_steps, min_lr, batch_size, grad_clip,
+              gradients=None):
         return train(self.gpt, self.optimizer, self.tokenizer, docs, steps, lr, warmup_steps, min_lr,
-                     batch_size, grad_clip, start_step, on_step)
-    def evaluate(self, docs): return evaluate(self.gpt, self.tokenizer, docs)
+                     batch_size, grad_clip, start_step, on_step, gradients)
+    def evaluate(self, docs, nlls=None): return evaluate(self.gpt, self.tokenizer, docs, nlls)
     def sample(self, rng, temperature, top_k, prefix):
         return sample(self.gpt, self.tokenizer, rng, temperature, top_k, prefix)
+    def document_gradients(self, batch, n_tokens): return list(document_gradients(self.gpt, batch, n_tokens))
+    def document_nlls(self, batch): return [document_nll(self.gpt, tokens) for tokens in batch]
     def weights(self): return self.gpt.weights()
+    def set_weights(self, flat):
+        for p, x in zip(self.gpt.params, flat):             # a float per parameter, in state_dict order
+            p.data = x
 
     def state(self):
-        """What a checkpoint keeps of the model: {"params": {name: rows of floats}, "adam": {"t", "m", "v"}},
-        m and v one float per parameter in state_dict order. The weights alone give back the model, not the
-        run: Adam's next steps depend on m, v and t too. workbench.py adds the rest a resume needs: the step,
-        the settings (the seed fixes the data's order), the vocabulary, the random generator's state (the
-        samples to come) and the run's history."""
+        """What a checkpoint keeps of the model: {"params": weights(), "adam": {"t", "m", "v"}}, m and v a float
+        per parameter in state_dict order: Adam's next steps depend on them as much as on the weights.
+        (workbench.py adds the step, the settings, the vocabulary, the random state and the history.)"""
         adam = self.optimizer
         return {"params": self.gpt.weights(), "adam": {"t": adam.t, "m": list(adam.m), "v": list(adam.v)}}
 

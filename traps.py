@@ -15,6 +15,7 @@ Standard library only, like microgpt.py.
 """
 import inspect
 import math
+import operator
 import os
 import random
 import sys
@@ -60,11 +61,12 @@ def train(gpt, tokenizer, docs, num_steps, lr, batch_size, trap=None, resume_at=
 
 def forward_backward(gpt, batch, step, num_steps, lr, trap):
     """microgpt.train_step up to the update: each document's graph built on microgpt's forward pass
-    (document_logits), its summed loss over the batch's token count back-propagated into .grad. Returns
-    (the batch's mean loss in nats per token, the step's learning rate)."""
+    (document_logits), its summed loss over the batch's token count back-propagated, and the documents'
+    gradients added in the batch's order into .grad (microgpt.batch_gradient). Returns (the batch's mean
+    loss in nats per token, the step's learning rate)."""
     n_tokens = sum(microgpt.n_predicted(tokens, gpt.block_size) for tokens in batch)
     lr_t = lr_schedule(step, num_steps, lr, 0, 0.0)                               # ok schedule-per-document
-    loss = 0.0
+    loss, summed = 0.0, None
     for j, tokens in enumerate(batch):
         if trap == "schedule-per-document":
             lr_t = lr_schedule(step * len(batch) + j, num_steps, lr, 0, 0.0)      # TRAP schedule-per-document
@@ -80,6 +82,12 @@ def forward_backward(gpt, batch, step, num_steps, lr, trap):
             if trap == "sum-not-mean":
                 doc_loss = total(losses)                                          # TRAP sum-not-mean
         tape.backward(doc_loss)
+        grads = [p.grad for p in gpt.params]            # this document's gradient (with what .grad held)
+        for p in gpt.params:
+            p.grad = 0.0
+        summed = grads if summed is None else list(map(operator.add, summed, grads))
+    for p, g in zip(gpt.params, summed):
+        p.grad = g
     return loss, lr_t
 
 

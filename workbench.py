@@ -38,12 +38,15 @@ import argparse
 import csv
 import hashlib
 import importlib
+import importlib.util
 import json
 import math
 import os
+import pickle
 import random
 import signal
 import stat
+import subprocess
 import sys
 import time
 import unicodedata
@@ -157,6 +160,8 @@ SETTINGS = [
     Setting("resume", None, str, A_FILE_NAME, "checkpoint", "continue the run saved in PATH exactly", "PATH"),
     Setting("load", None, str, A_FILE_NAME, "checkpoint", "sample from the model saved in PATH, without training",
             "PATH"),
+    Setting("workers", None, int, AT_LEAST_1, "machine", "processes that share each batch's documents and each "
+            "evaluation's, with the same results whatever their number", shown="this machine's cores, at most 8"),
     Setting("samples", D["samples"], int, AT_LEAST_0, "sampling", "documents to generate"),
     Setting("temperature", D["temperature"], float, ABOVE_0, "sampling", "sampling temperature > 0", "X"),
     Setting("top_k", D["top_k"], int, AT_LEAST_1, "sampling", "sample only from the k most likely tokens",
@@ -169,7 +174,8 @@ SETTINGS = [
 GROUPS = {"data": "data and model", "split": "data and model", "model": "data and model", "training": "training",
           "watching": "watching a run (a checkpoint keeps these; --resume goes on with them)",
           "inside": "looking inside a model (fresh, or with --load or --resume)", "saving": "checkpoints",
-          "checkpoint": "checkpoints", "sampling": "sampling"}
+          "checkpoint": "checkpoints", "sampling": "sampling",
+          "machine": "this machine (a checkpoint does not keep these)"}
 KEPT = ("data", "split", "model", "training", "watching", "saving", "sampling")
 LOADED = ("data", "split", "model", "training", "sampling")
 FIXED = ("split", "model")
@@ -180,10 +186,11 @@ MAX_WHOLE = 10 ** 18                    # no count of a run comes near; a 400-di
 
 
 def settings_of(Engine):
-    """Every Setting a run with Engine has: SETTINGS, less looking inside where the engine cannot, plus
-    the engine's own options."""
-    inside = getattr(Engine, "inside", None)
-    return [s for s in SETTINGS if inside or s.group != "inside"] + list(getattr(Engine, "options", ()))
+    """Every Setting a run with Engine has: SETTINGS, less looking inside and --workers where the engine
+    cannot, plus the engine's own options."""
+    inside, spread = getattr(Engine, "inside", None), hasattr(Engine, "document_gradients")
+    return [s for s in SETTINGS if (inside or s.group != "inside") and (spread or s.name != "workers")] + list(
+        getattr(Engine, "options", ()))
 
 
 def kept(Engine):
@@ -1058,7 +1065,9 @@ def evaluation(r, step, train_losses):
     text = f"eval {step:4d} | train loss {train_loss:.4f} (mean of {counted(len(train_losses), 'step')})"
     val_loss = None
     if r.eval_docs:
-        val_loss, _ = r.engine.evaluate(r.eval_docs)
+        tokens = [r.tokenizer.encode(doc) for doc in r.eval_docs]
+        shared = {"nlls": r.workers.spread("nlls", tokens)} if r.workers else {}        # (same numbers)
+        val_loss, _ = r.engine.evaluate(r.eval_docs, **shared)
         text += f" | val loss {val_loss:.4f} | val perplexity {perplexity_text(val_loss)}"
     rng = random.Random(f"{s['seed']}:{step}")
     texts = [r.engine.sample(rng, s["temperature"], s["top_k"], s["prefix"]) or "''"
@@ -1247,7 +1256,152 @@ def print_verdict(r, report, tolerance=1e-4):
 
 
 # ----------------------------------------------------------------------------------------------------
-# 7. The run: inputs checked, the engine built, then training, looking inside or sampling.
+# 7. Worker processes (--workers): a batch's documents, and an evaluation's, shared among processes.
+# The engine adds the documents' parts up in their order, so the numbers are the same whoever computed
+# each part (microgpt.batch_gradient, microgpt.evaluate).
+
+class WorkerError(Exception):
+    """A worker process died or failed: main() prints the message on one line and exits with status 70,
+    after the run saved its last good state."""
+
+
+def cores():
+    """The cores this process may run on (its CPU affinity where the system says, else all of them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+WORKER = "import sys; sys.path[:0] = sys.argv[1:]; import workbench; workbench.worker_main()"
+
+
+def worker_main():
+    """A worker process (WORKER): reads pickled messages on stdin and answers on stdout. The first names
+    the engine (its module's file and class) and the model's settings and characters; each of the others
+    sends weights and documents and is answered with each document's part (engine.document_gradients or
+    document_nlls), or the error that stopped it. Stdin's end, which comes however the run's process ended
+    (killed included), ends it. It has a session of its own, so a terminal's Ctrl-C and a signal to the
+    run's process group reach only the run, which finishes its step and closes the pipes."""
+    stdin, stdout = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # a stray print cannot break a message
+    try:
+        path, name, settings, chars = pickle.load(stdin)
+        spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+        module = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
+        if module.__spec__ is spec:
+            spec.loader.exec_module(module)
+        engine = getattr(module, name)(settings, microgpt.Tokenizer(chars), random.Random(0))
+        while True:
+            kind, weights, batch, n_tokens = pickle.load(stdin)
+            try:
+                engine.set_weights(weights)
+                answer = ("done", engine.document_gradients(batch, n_tokens) if kind == "gradients" else
+                          engine.document_nlls(batch))
+            except Exception as e:                          # (MemoryError included) the run says it
+                answer = ("failed", f"{type(e).__name__}: {e}")
+            pickle.dump(answer, stdout, pickle.HIGHEST_PROTOCOL)
+            stdout.flush()
+    except (EOFError, OSError):                             # the run closed the pipe, or is gone
+        return
+
+
+class Workers:
+    """n processes, this one and n - 1 workers (WORKER) started once: each of spread()'s calls gives every
+    process an equal, consecutive share of the documents (this one the first) and returns each document's
+    part in their order. close() ends them all; a worker that outlives its closed pipe by a second is
+    killed."""
+
+    def __init__(self, n, r):
+        self.n, self.r, self.processes = n, r, []
+
+    def start(self):
+        r, here = self.r, os.path.dirname(os.path.abspath(__file__))
+        Engine = r.Engine
+        hello = (os.path.abspath(sys.modules[Engine.__module__].__file__), Engine.__qualname__,
+                 {key: r.settings[key] for key in ("n_embd", "n_head", "n_layer", "block_size")}, r.tokenizer.chars)
+        for _ in range(self.n - 1):
+            process = subprocess.Popen([sys.executable, "-c", WORKER, here], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+            self.processes.append(process)
+            self.send(process, hello)
+
+    def send(self, process, message):
+        try:
+            pickle.dump(message, process.stdin, pickle.HIGHEST_PROTOCOL)
+            process.stdin.flush()
+        except OSError:
+            raise self.died(process)
+
+    def died(self, process):
+        """The WorkerError of a worker whose pipe broke: how it ended, if it did."""
+        try:
+            how = f"died ({exit_description(process.wait(1))})"
+        except subprocess.TimeoutExpired:
+            how = "stopped answering"
+        return WorkerError(f"worker process {process.pid} {how}")
+
+    def spread(self, kind, batch, n_tokens=None):
+        """Each document's part of `kind` ("gradients" or "nlls") for batch (lists of token ids), in order.
+        Raises WorkerError if a worker died or failed."""
+        engine, size = self.r.engine, -(-len(batch) // self.n)        # ceil: the first shares are full
+        shares = [batch[i * size:(i + 1) * size] for i in range(self.n)]
+        weights = flat(engine.weights())
+        sent = [process for process, share in zip(self.processes, shares[1:]) if share]
+        for process, share in zip(sent, shares[1:]):
+            self.send(process, (kind, weights, share, n_tokens))
+        parts = engine.document_gradients(shares[0], n_tokens) if kind == "gradients" else \
+            engine.document_nlls(shares[0])
+        for process in sent:
+            try:
+                status, answer = pickle.load(process.stdout)
+            except (EOFError, OSError, pickle.UnpicklingError):
+                raise self.died(process)
+            if status == "failed":
+                raise WorkerError(f"worker process {process.pid} failed: {answer}")
+            parts += answer
+        return parts
+
+    def close(self):
+        for process in self.processes:
+            for pipe in (process.stdin, process.stdout):
+                try:
+                    pipe.close()                            # the worker reads the end and returns
+                except OSError:
+                    pass
+        for process in self.processes:
+            try:
+                process.wait(1)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes = []
+
+
+def exit_description(code):
+    """A process's exit code in words: 'killed by SIGKILL', 'exit status 1'."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exit status {code}"
+
+
+def workers_of(r):
+    """The Workers a training run shares its work with: as many as --workers says (default: the cores, at
+    most 8), but no more than a batch, or an evaluation at two documents each, has work for; None for one
+    process, or an engine that cannot share."""
+    s = r.settings
+    if not hasattr(r.Engine, "document_gradients"):
+        return None
+    n = min(s["workers"] or min(8, cores()), max(s["batch_size"] if s["batch_size"] > 1 else 1,
+                                                   len(r.eval_docs) // 2))
+    return Workers(n, r) if n > 1 else None
+
+
+# ----------------------------------------------------------------------------------------------------
+# 8. The run: inputs checked, the engine built, then training, looking inside or sampling.
 
 class Run:
     """What a run works with, all checked: the options, the settings, the documents (shuffled) and their
@@ -1351,6 +1505,7 @@ def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, clai
             step, metrics = checkpoint["step"], checkpoint["metrics"]
     eval_docs = val_docs[:settings["eval_docs"]] if settings["eval_docs"] else val_docs
     return Run(args=args, Engine=Engine, log=log, console=Console(log), checkpoint=checkpoint, settings=settings,
+               workers=None,
                docs=docs, train_docs=train_docs, val_docs=val_docs, eval_docs=eval_docs, tokenizer=tokenizer, rng=rng,
                engine=engine, step=step, metrics=metrics, data_sha256=sha256, claims=claims, baselines=None,
                best_path=best_path(settings["save"]) if val_docs else None)
@@ -1474,12 +1629,20 @@ def watched_training(r, stop):
     s = r.settings
     csv_log = CsvLog(s["log"], s["grad_clip"], r.metrics, r.baselines) if s["log"] else None
     watch, failure = Watch(r, stop, csv_log), None
+    r.workers = workers_of(r)
+    shared = {"gradients": lambda batch, n_tokens: r.workers.spread("gradients", batch, n_tokens)} if (
+        r.workers and s["batch_size"] > 1) else {}
     try:
+        if r.workers:
+            r.workers.start()                   # now: they start up while the first steps train
         r.engine.train(r.train_docs, r.step, watch.on_step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"],
-                       s["batch_size"], s["grad_clip"])
-    except (FloatingPointError, OSError, OutputError) as e:
+                       s["batch_size"], s["grad_clip"], **shared)
+    except (FloatingPointError, OSError, OutputError, WorkerError) as e:
         failure = e
     finally:
+        if r.workers:
+            r.workers.close()
+            r.workers = None
         if csv_log:
             failure = csv_log.close() or failure
     return watch, failure
@@ -1498,8 +1661,8 @@ def ended(r, watch, failure):
         return DataError(f"training stopped at step {step + 1}: {failure}{saved}; try a lower --lr or --grad-clip")
     if isinstance(failure, BrokenPipeError):
         return failure                                      # the reader went away: nothing to tell it
-    if isinstance(failure, OutputError):
-        return OutputError(f"{failure}{saved}")
+    if isinstance(failure, (OutputError, WorkerError)):
+        return type(failure)(f"{failure}{saved}")
     return OutputError(f"cannot write to the output ({failure.strerror}){saved}")
 
 
@@ -1657,6 +1820,9 @@ def checked(program, body):
         abandon_stdout()
         say(program, f"error: {e if isinstance(e, OutputError) else f'cannot write to the output ({e.strerror})'}")
         return 74
+    except WorkerError as e:
+        say(program, f"error: {e}")
+        return 70
     except Stopped as e:
         say(program, f"stopped by {e}")
         return 128 + e.signum

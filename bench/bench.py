@@ -30,6 +30,7 @@ except ImportError:              # PyPy has no tracemalloc: its rows show no mem
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import inside  # noqa: E402
 import microgpt  # noqa: E402
 from reference import classic, graph_size  # noqa: E402
 
@@ -69,7 +70,7 @@ def engines_for(name, tokenizer):
     gpt = microgpt.GPT(tokenizer.vocab_size, n_embd, n_head, n_layer, block_size, random.Random(1))
     adam = microgpt.Adam(gpt.params)
     engines = {"microgpt": (gpt.params, lambda tokens: microgpt.train_step(gpt, adam, [tokens], 0.01, None) and None,
-                            lambda tokens: graph_size(microgpt.document_loss(gpt, tokens), gpt.params))}
+                            lambda tokens: graph_size(inside.mean_loss(gpt, tokens), gpt.params))}
     for engine in baselines:
         model = classic.ClassicGPT.from_microgpt(gpt, classic.ENGINES[engine])
         optimizer = classic.Adam(model.params)

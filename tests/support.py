@@ -59,6 +59,12 @@ def gpt(vocab_size=27, n_embd=None, n_head=None, n_layer=None, block_size=None, 
     return microgpt.GPT(vocab_size, *size, random.Random(seed))
 
 
+def document_loss(model, tokens):
+    """The mean of microgpt.document_losses(): one Value, in nats per predicted token."""
+    losses = microgpt.document_losses(model, tokens)
+    return microgpt.total(losses) / len(losses)
+
+
 def tiny_gpt(vocab_size=5, n_embd=8, n_head=2, n_layer=2, block_size=4, seed=0):
     """A small model whose every gradient can be checked by finite differences in a few seconds."""
     return gpt(vocab_size, n_embd, n_head, n_layer, block_size, seed)

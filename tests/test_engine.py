@@ -10,7 +10,7 @@ try:
 except ImportError:                 # PyPy
     tracemalloc = None
 
-from support import assert_all_close, gpt as make_gpt, microgpt, sample, schedule, tiny_gpt
+from support import document_loss, assert_all_close, gpt as make_gpt, microgpt, sample, schedule, tiny_gpt
 import reference.atomic as ref  # (support puts the project on the path)
 
 Value = microgpt.Value
@@ -293,13 +293,13 @@ class TestTapeAgainstSearch(unittest.TestCase):
     def test_loss_and_every_gradient_to_1e_12(self):
         for gpt in (tiny_gpt(), make_gpt(27, seed=5)):
             tokens = [gpt.vocab_size - 1, 3, 1, 4, 1, 0, 2, 2, gpt.vocab_size - 1]
-            searched = microgpt.document_loss(gpt, tokens)
+            searched = document_loss(gpt, tokens)
             searched.backward()
             want = [p.grad for p in gpt.params]
             for p in gpt.params:
                 p.grad = 0.0
             with microgpt.Tape() as tape:
-                taped = microgpt.document_loss(gpt, tokens)
+                taped = document_loss(gpt, tokens)
             tape.backward(taped)
             self.assertEqual(taped.data, searched.data)
             assert_all_close(self, [p.grad for p in gpt.params], want, 1e-12)
@@ -372,7 +372,7 @@ class TestNoGraphKeptAlive(unittest.TestCase):
 
         def forgotten():
             with microgpt.Tape():
-                microgpt.document_loss(gpt, tokens)     # recorded, then never back-propagated
+                document_loss(gpt, tokens)     # recorded, then never back-propagated
 
         self.assertLess(self.traced_growth(forgotten, 3, 20), 20_000)    # one graph is over a megabyte
 

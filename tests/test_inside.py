@@ -13,8 +13,8 @@ import shutil
 import tempfile
 import unittest
 
-from support import (FEW_NAMES, FewNamesCase, ROOT, gpt as make_gpt, inside, microgpt, replaced, run_main,
-                     split_of, workbench, write_file)
+from support import (FEW_NAMES, FewNamesCase, ROOT, document_loss, gpt as make_gpt, inside, microgpt, replaced,
+                     run_main, split_of, workbench, write_file)
 import reference.atomic as ref  # (support puts the project on the path)
 
 Value = microgpt.Value
@@ -97,7 +97,7 @@ class TestExplain(InsideCase):
         """Bugs: the trial step left in place; the gradient of one matrix reported for another."""
         params_before = [p.data for p in self.gpt.params]
         twin = make_gpt(self.tokenizer.vocab_size, n_embd=8, n_head=2, n_layer=2, seed=7)
-        loss = microgpt.document_loss(twin, self.tokens)
+        loss = document_loss(twin, self.tokens)
         loss.backward()
         step = self.x["step"]
         self.assertAlmostEqual(step["loss"], loss.data, places=12)
@@ -188,7 +188,7 @@ class TestTheTracedStepIsTheNextOne(InsideCase):
         """log10 of each matrix's update ratio for Adam's step t + 1 from the checkpoint's m, v and t."""
         tokenizer = microgpt.Tokenizer(state["chars"])
         engine = microgpt.Engine(state["settings"], tokenizer, random.Random(0), state)
-        microgpt.document_loss(engine.gpt, tokenizer.encode("ava")).backward()
+        document_loss(engine.gpt, tokenizer.encode("ava")).backward()
         adam, t, i, ratios = state["adam"], state["adam"]["t"] + 1, 0, {}
         for name, mat in engine.gpt.state_dict.items():
             params = [p for row in mat for p in row]

@@ -7,7 +7,7 @@ import random
 import re
 import unittest
 
-from support import NAMES, ROOT, assert_all_close, gpt as make_gpt, microgpt, schedule, tiny_gpt
+from support import document_loss, NAMES, ROOT, assert_all_close, gpt as make_gpt, microgpt, schedule, tiny_gpt
 import reference.atomic as ref  # (support puts the project on the path)
 from reference import classic
 
@@ -56,15 +56,15 @@ class TestWholeModelGradient(unittest.TestCase):
     def test_every_parameter_matches_finite_differences(self):
         gpt = tiny_gpt()                       # 2 layers, n_embd 8, 2 heads, block 4, 5 tokens
         tokens = [4, 1, 3, 0, 2, 4]             # longer than block_size: the last position is cut
-        loss = microgpt.document_loss(gpt, tokens)
+        loss = document_loss(gpt, tokens)
         loss.backward()
         h = 1e-5
         for p in gpt.params:
             x = p.data
             p.data = x + h
-            up = microgpt.document_loss(gpt, tokens).data
+            up = document_loss(gpt, tokens).data
             p.data = x - h
-            down = microgpt.document_loss(gpt, tokens).data
+            down = document_loss(gpt, tokens).data
             p.data = x
             numeric = (up - down) / (2 * h)
             self.assertTrue(math.isclose(p.grad, numeric, rel_tol=1e-4, abs_tol=1e-8),
@@ -81,7 +81,7 @@ class TestInitialLoss(unittest.TestCase):
         self.assertEqual(tokenizer.vocab_size, 27)
         gpt = make_gpt(tokenizer.vocab_size)
         gpt = microgpt.GPT(tokenizer.vocab_size, gpt.n_embd, gpt.n_head, gpt.n_layer, gpt.block_size, rng)
-        losses = [microgpt.document_loss(gpt, tokenizer.encode(doc)).data for doc in docs[:40]]
+        losses = [document_loss(gpt, tokenizer.encode(doc)).data for doc in docs[:40]]
         mean = sum(losses) / len(losses)
         self.assertLess(abs(mean - math.log(27)), 0.1, f"mean loss at init {mean}")
 
@@ -112,7 +112,7 @@ class TestWholeModelAgainstReference(unittest.TestCase):
     def test_loss_and_every_gradient_on_one_document(self):
         for gpt in (tiny_gpt(), make_gpt(27, seed=5)):
             tokens = [gpt.vocab_size - 1, 3, 1, 4, 1, 0, 2, 2, gpt.vocab_size - 1]
-            fused = microgpt.document_loss(gpt, tokens)
+            fused = document_loss(gpt, tokens)
             fused.backward()
             fused_grads = [p.grad for p in gpt.params]
             for p in gpt.params:
@@ -184,7 +184,7 @@ class TestAgainstPyTorch(unittest.TestCase):
     def test_same_loss_and_gradients_in_float64(self):
         gpt = make_gpt(11, n_embd=8, n_head=2, n_layer=2, block_size=6, seed=9)
         tokens = [10, 3, 1, 4, 1, 5, 9, 2, 6, 10]
-        loss = microgpt.document_loss(gpt, tokens)
+        loss = document_loss(gpt, tokens)
         loss.backward()
         torch_loss, torch_grads = self.torch_loss(gpt, tokens)
         self.assertLessEqual(abs(loss.data - torch_loss), 1e-10 * torch_loss)
@@ -192,7 +192,7 @@ class TestAgainstPyTorch(unittest.TestCase):
 
 
 def microgpt_loss_and_grads(gpt, tokens):
-    loss = microgpt.document_loss(gpt, tokens)
+    loss = document_loss(gpt, tokens)
     loss.backward()
     grads = [p.grad for p in gpt.params]
     for p in gpt.params:

@@ -9,7 +9,7 @@ import re
 import shutil
 import unittest
 
-from support import NAMES, ROOT, SCRIPT, gpt as make_gpt, microgpt, replaced, workbench
+from support import document_loss, NAMES, ROOT, SCRIPT, gpt as make_gpt, microgpt, replaced, workbench
 import reference.atomic as atomic_reference  # (support puts the project on the path)
 from reference import classic, graph_size
 
@@ -212,7 +212,7 @@ class TestReadingPage(unittest.TestCase):
         self.assertEqual([float(r[3]) for r in rows], [round(math.exp(-x), 4) for x in losses])
         self.assertEqual([(r[1], r[2]) for r in rows], [("BOS", "e"), ("e", "m"), ("m", "m"), ("m", "a"), ("a", "BOS")])
         self.assertIn(f"mean loss {sum(losses) / 5:.4f} over 5 positions", figure)
-        nodes, edges = graph_size(microgpt.document_loss(gpt, tokenizer.encode(docs[0])), gpt.params)
+        nodes, edges = graph_size(document_loss(gpt, tokenizer.encode(docs[0])), gpt.params)
         self.assertIn(f"one training step on {docs[0]}", self.parsed.figures["fig-graph"])
         self.assertIn(f"{nodes:,} nodes and {edges:,} edges", self.parsed.figures["fig-graph"])
         self.assertEqual((nodes, edges), (1878, 37882))
@@ -316,7 +316,7 @@ class TestQuotedNumbers(unittest.TestCase):
         gpt = make_gpt(tokenizer.vocab_size, block_size=16, seed=1)
         tokens = tokenizer.encode(docs[0])
         sizes = [graph_size(loss_fn(gpt, tokens), gpt.params)[0]       # nodes, as make bench counts
-                 for loss_fn in (atomic_reference.document_loss, microgpt.document_loss)]
+                 for loss_fn in (atomic_reference.document_loss, document_loss)]
         self.assertEqual((docs[0], sizes), ("emet", [39443, 1878]))
         self.assertIn("that is 39,443 nodes instead of 1,878", "\n".join(source_lines()))
 

@@ -8,8 +8,8 @@ import random
 import re
 import unittest
 
-from support import (FEW_NAMES, TIMES, FewNamesCase, gpt as make_gpt, microgpt, replaced, sample, split_of,
-                     workbench)
+from support import (FEW_NAMES, TIMES, FewNamesCase, document_loss, gpt as make_gpt, microgpt, replaced, sample,
+                     split_of, workbench)
 
 TOKENIZER = microgpt.Tokenizer.from_docs(FEW_NAMES)
 
@@ -142,7 +142,7 @@ class TestNoGraph(unittest.TestCase):
 
     def test_training_does_build_one(self):
         """The check above can fail: the same recording sees a graph while training."""
-        microgpt.document_loss(self.gpt, TOKENIZER.encode("emma"))
+        document_loss(self.gpt, TOKENIZER.encode("emma"))
         self.assertTrue(all(z._groups for z in self.outputs))
 
 

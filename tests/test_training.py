@@ -8,7 +8,7 @@ import re
 import signal
 import unittest
 
-from support import (FEW_NAMES, ROOT, TIMES, FewNamesCase, gpt as make_gpt, microgpt, run_main, spy,
+from support import (document_loss, FEW_NAMES, ROOT, TIMES, FewNamesCase, gpt as make_gpt, microgpt, run_main, spy,
                      split_of, train, workbench)
 import reference.atomic as ref  # (support puts the project on the path)
 
@@ -60,7 +60,7 @@ class TestStep(unittest.TestCase):
             _, norm = microgpt.train_step(gpt, adam, tokens, 0.01, clip)
             steps[clip] = (norm, seen)
         twin = make_gpt(TOKENIZER.vocab_size, n_embd=8, n_head=2, seed=1)
-        microgpt.document_loss(twin, tokens[0]).backward()
+        document_loss(twin, tokens[0]).backward()
         norm, unclipped = steps[None]
         self.assertAlmostEqual(norm, microgpt.grad_norm(twin.params), places=14)
         self.assertEqual(norm, unclipped["norm"])
@@ -85,7 +85,7 @@ class TestStep(unittest.TestCase):
         gpt = make_gpt(tokenizer.vocab_size, n_embd=8, n_head=2)
 
         def mean_loss():
-            return sum(microgpt.document_loss(gpt, tokenizer.encode(d)).data for d in docs) / len(docs)
+            return sum(document_loss(gpt, tokenizer.encode(d)).data for d in docs) / len(docs)
 
         before = mean_loss()
         train(gpt, tokenizer, docs, 120, 0.02)
@@ -133,7 +133,7 @@ class TestValidation(unittest.TestCase):
         gpt = make_gpt(TOKENIZER.vocab_size, n_embd=8, n_head=2)
         docs = ["ava", "charlotte"]                       # 4 and 8 predicted tokens
         loss, n = microgpt.evaluate(gpt, TOKENIZER, docs)
-        by_hand = sum(microgpt.document_loss(gpt, TOKENIZER.encode(d)).data * k for d, k in zip(docs, (4, 8))) / 12
+        by_hand = sum(document_loss(gpt, TOKENIZER.encode(d)).data * k for d, k in zip(docs, (4, 8))) / 12
         self.assertEqual(n, 12)
         self.assertAlmostEqual(loss, by_hand, places=12)
         self.assertTrue(all(p.grad == 0.0 for p in gpt.params))
@@ -158,7 +158,7 @@ class WiringCase(FewNamesCase, unittest.TestCase):
         trained, evaluated = [], []
         decode = lambda tokens: TOKENIZER.decode(tokens[1:-1])
         with spy(microgpt, "train_step", lambda gpt, opt, batch, *a: trained.extend(map(decode, batch))), \
-                spy(microgpt, "evaluate", lambda gpt, tok, docs: evaluated.append(list(docs))):
+                spy(microgpt, "evaluate", lambda gpt, tok, docs, *a: evaluated.append(list(docs))):
             self.ok(*argv)
         return trained, evaluated
 

@@ -10,7 +10,8 @@ import subprocess
 import sys
 import unittest
 
-from support import FEW_NAMES, ROOT, TempDirTestCase, gpt as make_gpt, microgpt, run_main, workbench, write_file
+from support import (FEW_NAMES, ROOT, TempDirTestCase, document_loss, gpt as make_gpt, microgpt, run_main, workbench,
+                     write_file)
 
 try:
     import torch
@@ -43,7 +44,7 @@ class TestSameNumbers(unittest.TestCase):
         for doc in ("emma", "charlotte", "ava"):                   # charlotte is cut at block_size 8
             with self.subTest(doc=doc):
                 tokens = self.tokenizer.encode(doc)
-                loss = microgpt.document_loss(self.gpt, tokens)
+                loss = document_loss(self.gpt, tokens)
                 loss.backward()
                 want = [p.grad for p in self.gpt.params]
                 for p in self.gpt.params:

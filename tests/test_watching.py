@@ -94,9 +94,9 @@ class TestCsvLog(WatchCase):
         snapshots = []
         original = microgpt.train_step
 
-        def train_step(gpt, opt, batch, lr, clip):
+        def train_step(gpt, opt, batch, lr, clip, *a):
             before = [p.data for p in gpt.params]
-            result = original(gpt, opt, batch, lr, clip)
+            result = original(gpt, opt, batch, lr, clip, *a)
             after = [p.data for p in gpt.params]
             snapshots.append((math.sqrt(sum((a - b) ** 2 for a, b in zip(after, before)) / sum(b * b for b in before)),
                               result[1]))

@@ -282,7 +282,7 @@ def measure(microgpt):
     rows = [(t, name(inp), name(target), p, loss, [(name(i), q) for i, q in top3])
             for t, (inp, target, p, loss, top3) in enumerate(x["positions"])]
     tokens = tokenizer.encode(docs[0])
-    nodes, edges = graph_size(microgpt.document_loss(gpt, tokens), gpt.params)
+    nodes, edges = graph_size(inside.mean_loss(gpt, tokens), gpt.params)
     model = classic.ClassicGPT.from_microgpt(gpt)
     classic_nodes, classic_edges = graph_size(classic.document_loss(model, tokens), model.params)
     return {"explain": rows, "vocab_size": tokenizer.vocab_size, "doc": docs[0], "graph": (nodes, edges),

@@ -1,0 +1,267 @@
+"""Worker processes (--workers): a batch's documents and an evaluation's shared among processes, with the
+same numbers whatever their count, and no process left behind however a run ends."""
+import ctypes
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import unittest
+from types import SimpleNamespace
+
+from support import FEW_NAMES, SCRIPT, TIMES, FewNamesCase, microgpt, replaced, run_main, workbench
+
+ON_LINUX_PROC = os.path.isdir("/proc/self/task")
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+class TestTheSumIsFixed(unittest.TestCase):
+    def test_parts_from_elsewhere_give_the_same_bits_as_one_process(self):
+        """Bugs: the parts added in another order (say, each process's share summed first); a document's
+        gradient left on top of the one before (not computed from 0); p.grad not left at 0 between them."""
+        tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
+        batch = [tokenizer.encode(doc) for doc in FEW_NAMES[:7]]
+        n_tokens = sum(microgpt.n_predicted(tokens, 8) for tokens in batch)
+        here, there = (microgpt.GPT(tokenizer.vocab_size, 8, 2, 1, 8, random.Random(3)) for _ in range(2))
+        loss = microgpt.batch_gradient(here, batch, n_tokens)
+        # as Workers.spread brings them: shares of 3, 3 and 1 documents, each computed by a model of its own
+        parts = [part for share in (batch[:3], batch[3:6], batch[6:]) for part in
+                 microgpt.document_gradients(there, share, n_tokens)]
+        self.assertEqual(microgpt.batch_gradient(there, batch, n_tokens, parts), loss)
+        self.assertEqual([p.grad for p in there.params], [p.grad for p in here.params])
+        # and the order matters: the same parts added share by share are not the same bits
+        shares = [[sum(g) for g in zip(*[grads for _, grads in parts[i:j]])] for i, j in ((0, 3), (3, 6), (6, 7))]
+        by_share = [a + b + c for a, b, c in zip(*shares)]
+        self.assertNotEqual(by_share, [p.grad for p in here.params])
+
+    def test_evaluation_from_parts(self):
+        tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
+        gpt = microgpt.GPT(tokenizer.vocab_size, 8, 2, 1, 8, random.Random(3))
+        nlls = [microgpt.document_nll(gpt, tokenizer.encode(doc)) for doc in FEW_NAMES]
+        self.assertEqual(microgpt.evaluate(gpt, tokenizer, FEW_NAMES, nlls),
+                         microgpt.evaluate(gpt, tokenizer, FEW_NAMES))
+
+
+class TestHowMany(unittest.TestCase):
+    def workers(self, cores, given=None, batch_size=1, eval_docs=100):
+        r = SimpleNamespace(Engine=microgpt.Engine, settings={"workers": given, "batch_size": batch_size},
+                            eval_docs=["x"] * eval_docs)
+        with replaced(workbench, "cores", lambda: cores):
+            workers = workbench.workers_of(r)
+        return workers.n if workers else 1
+
+    def test_the_cores_at_most_8_and_no_more_than_the_work(self):
+        """Bugs: more processes than a batch has documents; processes started for a 3-document evaluation;
+        a 64-core machine's every core; --workers ignored."""
+        self.assertEqual(self.workers(cores=2), 2)                      # the default run on this machine
+        self.assertEqual(self.workers(cores=64), 8)
+        self.assertEqual(self.workers(cores=64, eval_docs=6), 3)          # two documents each at least
+        self.assertEqual(self.workers(cores=8, eval_docs=3), 1)
+        self.assertEqual(self.workers(cores=8, batch_size=4, eval_docs=3), 4)
+        self.assertEqual(self.workers(cores=2, given=3, batch_size=8), 3)
+        self.assertEqual(self.workers(cores=64, given=1, batch_size=8), 1)
+        twin = SimpleNamespace(Engine=object, settings={"workers": 4, "batch_size": 8}, eval_docs=["x"] * 100)
+        self.assertIsNone(workbench.workers_of(twin))                   # an engine that cannot share
+
+    def test_the_option_is_offered_where_the_engine_can_share(self):
+        names = lambda Engine: [s.name for s in workbench.settings_of(Engine)]
+        self.assertIn("workers", names(microgpt.Engine))
+        self.assertNotIn("workers", names(object))
+        self.assertNotIn("workers", [s.name for s in workbench.kept(microgpt.Engine)])    # the machine's, not the run's
+
+
+class WorkersCase(FewNamesCase, unittest.TestCase):
+    SMALL = ["--n-embd", 8, "--n-head", 2, "--eval-every", 3, "--print-every", 1]
+    RUN = ["--batch-size", 5, "--steps", 7, "--samples", 4, "--eval-samples", 2, "--grad-clip", 1]
+
+    def run_with(self, n, *argv):
+        path = os.path.join(self.tmp, f"w{n}.json")
+        out = self.ok(*self.RUN, "--workers", n, "--save", path, *argv)
+        return re.sub(TIMES, "<t>", out.replace(path, "<path>").replace(path[:-5], "<path>")), load_json(path)
+
+
+class TestTheSameNumbers(WorkersCase):
+    def test_one_two_or_three_workers_give_the_same_run(self):
+        """Bugs: a batch's shares summed out of order, or a share dropped; an evaluation spread unevenly
+        or its documents' sums added in another order; the weights sent before the update."""
+        out1, saved1 = self.run_with(1)
+        for n in (2, 3):
+            with self.subTest(workers=n):
+                out, saved = self.run_with(n)
+                self.assertEqual(out, out1)
+                for key in ("params", "adam", "rng_state", "step"):
+                    self.assertTrue(saved[key] == saved1[key], key)      # exact: JSON keeps every bit
+        self.assertEqual(len(re.findall(r"^eval ", out1, re.M)), 3)
+
+    def test_resumed_with_another_count(self):
+        """Bug: --workers kept in the checkpoint or changing what a resumed run computes."""
+        _, whole = self.run_with(1)
+        half = os.path.join(self.tmp, "half.json")
+        original = workbench.Watch.on_step
+
+        def on_step(watch, *a):
+            watch.stop.requested = watch.step_done + 1 == 4         # what the Ctrl-C handler sets
+            return original(watch, *a)
+
+        with replaced(workbench.Watch, "on_step", on_step):
+            status, out, err = run_main("--data", self.data, *self.SMALL, *self.RUN, "--workers", 3, "--save", half)
+        self.assertEqual(status, 130, err)
+        self.ok("--resume", half, "--workers", 2)
+        resumed = load_json(half)
+        for key in ("params", "adam", "rng_state", "step"):
+            self.assertTrue(resumed[key] == whole[key], key)
+        self.assertNotIn("workers", resumed["settings"])
+
+
+def descendants(pid):
+    """The processes below `pid` (children, their children...), from /proc."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def alive(pid):
+    """True while `pid` runs (a zombie, its exit not yet collected, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@unittest.skipUnless(ON_LINUX_PROC, "needs /proc to find the worker processes")
+class TestNoProcessLeftBehind(FewNamesCase, unittest.TestCase):
+    """A real run in a process of its own, with 3 workers on batches of 6, ended every way a run can end;
+    after each, every process it started is gone within 10 seconds."""
+
+    def start(self, *extra, stdout=subprocess.PIPE, steps=100000):
+        self.path = os.path.join(self.tmp, "m.json")
+        argv = [sys.executable, SCRIPT, "--data", self.data, "--n-embd", 8, "--n-head", 2, "--batch-size", 6,
+                "--workers", 3, "--steps", steps, "--eval-every", 50, "--save", self.path, *extra]
+        run = subprocess.Popen([str(a) for a in argv], stdout=stdout, stderr=subprocess.PIPE, text=True,
+                               stdin=subprocess.DEVNULL, start_new_session=True)   # its own group, as in a shell
+        self.addCleanup(lambda: run.poll() is None and run.kill() or run.communicate())
+        deadline = time.monotonic() + 60
+        while len(descendants(run.pid)) < 2:                        # the two workers
+            self.assertIsNone(run.poll(), run.stderr.read() if run.poll() is not None else "")
+            self.assertLess(time.monotonic(), deadline, "the workers never started")
+            time.sleep(0.05)
+        time.sleep(0.5)                                             # a few steps in, the workers busy
+        self.started = descendants(run.pid)
+        self.workers = [pid for pid in self.started if "worker_main" in read(f"/proc/{pid}/cmdline")]
+        self.assertEqual(len(self.workers), 2)
+        return run
+
+    @classmethod
+    def setUpClass(cls):
+        # This process adopts what the runs leave behind (PR_SET_CHILD_SUBREAPER), so that an orphan is found
+        # even after the run that started it is gone: it would become a child of this process.
+        cls.libc = ctypes.CDLL(None, use_errno=True) if hasattr(ctypes, "CDLL") else None
+        cls.adopting = bool(cls.libc) and cls.libc.prctl(36, 1, 0, 0, 0) == 0
+        cls.before = descendants(os.getpid())
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.adopting:
+            cls.libc.prctl(36, 0, 0, 0, 0)
+
+    def left_behind(self):
+        """What the runs started that still runs: the processes seen under a run, and any adopted since."""
+        while True:                                                 # (adopted and ended: collect them)
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        adopted = descendants(os.getpid()) - self.before if self.adopting else set()
+        return sorted(pid for pid in self.started | adopted if alive(pid))
+
+    def assert_all_gone(self):
+        deadline = time.monotonic() + 10
+        while self.left_behind() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.left_behind(), [])
+
+    def ended(self, run):
+        out, err = run.communicate(timeout=60)
+        return run.returncode, out, err
+
+    def test_ctrl_c_and_sigterm_and_sighup(self):
+        """Bugs: workers that die of the terminal's Ctrl-C mid-step (it reaches the whole group); a run that
+        waits for them for ever; workers left running after the run saved and left."""
+        for signum, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)):
+            with self.subTest(signal=signum.name):
+                run = self.start()
+                os.killpg(run.pid, signum)                          # the whole group, as a terminal does
+                code, out, err = self.ended(run)
+                self.assertEqual(code, status, err)
+                self.assertEqual(err, "")
+                self.assertEqual(load_json(self.path)["step"], int(re.search(r"at step (\d+)", out).group(1)))
+                self.assert_all_gone()
+
+    def test_the_run_killed(self):
+        run = self.start()
+        run.kill()
+        run.wait(timeout=10)
+        self.assert_all_gone()
+
+    def test_a_worker_killed(self):
+        """Bug: the run waits for ever on a dead worker's answer, or ends in a traceback."""
+        run = self.start()
+        os.kill(self.workers[0], signal.SIGKILL)
+        code, out, err = self.ended(run)
+        self.assertEqual(code, 70, err)
+        line = err.strip().splitlines()
+        self.assertEqual(len(line), 1, err)
+        self.assertRegex(line[0], r"^microgpt: error: worker process \d+ died \(killed by SIGKILL\); saved the last "
+                                  r"good state \(step (\d+)\) to ")
+        self.assertEqual(load_json(self.path)["step"], int(re.search(r"step (\d+)\)", line[0]).group(1)))
+        self.assert_all_gone()
+
+    def test_the_output_gone(self):
+        """A reader that goes away mid-run (`| head`): 141, and the workers with it. A full disk (/dev/full)
+        fails the first write, before any worker: 74, one line, nothing started left behind."""
+        run = self.start()
+        run.stdout.close()
+        self.assertEqual(run.wait(timeout=60), 141, run.stderr.read())
+        self.assert_all_gone()
+        if os.path.exists("/dev/full"):
+            with open("/dev/full", "w") as full:
+                run = subprocess.run([sys.executable, SCRIPT, "--data", self.data, "--batch-size", "6", "--workers",
+                                      "3"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+            self.assertEqual((run.returncode, run.stderr), (74, "microgpt: error: cannot write to the output (No "
+                                                               "space left on device)\n"))
+            self.started = set()
+            self.assert_all_gone()
+
+    def test_a_run_that_finishes(self):
+        run = self.start(steps=150)
+        code, out, err = self.ended(run)
+        self.assertEqual(code, 0, err)
+        self.assertIn("trained 150 steps", out)
+        self.assert_all_gone()
