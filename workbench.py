@@ -25,6 +25,13 @@ The engine interface. An engine is a class (microgpt.Engine, microgpt_torch.Engi
   engine.weights() -> {parameter name: rows of floats}, microgpt.parameter_shapes' names and shapes
   engine.state() -> {"params": weights(), "adam": {"t": steps taken, "m", "v": a float per parameter}}
 and, if it has them:
+  engine.document_gradients(batch, n_tokens) -> for each document of batch (lists of token ids), in order:
+      (its summed loss / n_tokens, its gradient: a float per parameter), each computed from 0
+  engine.document_nlls(batch) -> for each document: (its summed loss in nats, its predicted tokens)
+  engine.set_weights(floats): a float per parameter, in weights()' order
+      with these three, --workers shares work among processes: a worker process holds an Engine of its own
+      and computes its share of a batch or an evaluation; train(..., gradients=) and evaluate(docs, nlls=)
+      take the documents' parts so computed and add them up in their order (microgpt: batch_gradient)
   Engine.options: the Settings of its own (microgpt_torch: --device, --dtype)
   Engine.inside: the name of a module with explain(engine, doc, lr) and gradcheck(engine, doc, rng)
       (microgpt: inside.py); without one, --explain and --gradcheck are not offered
@@ -35,7 +42,9 @@ shapes, its learning-rate schedule and its checkpoint file, so the two train on 
 the same first weights, and a checkpoint from either runs in the other.
 """
 import argparse
+import array
 import csv
+import gc
 import hashlib
 import importlib
 import importlib.util
@@ -1283,27 +1292,47 @@ def worker_main():
     document_nlls), or the error that stopped it. Stdin's end, which comes however the run's process ended
     (killed included), ends it. It has a session of its own, so a terminal's Ctrl-C and a signal to the
     run's process group reach only the run, which finishes its step and closes the pipes."""
+    gc.disable()                            # as in microgpt.train_step: a graph has no cycle to collect
     stdin, stdout = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # a stray print cannot break a message
     try:
-        path, name, settings, chars = pickle.load(stdin)
+        (path, name, settings, chars), _ = read_message(stdin)
         spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
         module = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
         if module.__spec__ is spec:
             spec.loader.exec_module(module)
         engine = getattr(module, name)(settings, microgpt.Tokenizer(chars), random.Random(0))
         while True:
-            kind, weights, batch, n_tokens = pickle.load(stdin)
+            (kind, batch, n_tokens), (weights,) = read_message(stdin)
             try:
-                engine.set_weights(weights)
-                answer = ("done", engine.document_gradients(batch, n_tokens) if kind == "gradients" else
-                          engine.document_nlls(batch))
+                engine.set_weights(unpacked(weights))
+                if kind == "gradients":
+                    parts = engine.document_gradients(batch, n_tokens)
+                    answer, blobs = ("done", [loss for loss, _ in parts]), [packed(grads) for _, grads in parts]
+                else:
+                    answer, blobs = ("done", engine.document_nlls(batch)), []
             except Exception as e:                          # (MemoryError included) the run says it
-                answer = ("failed", f"{type(e).__name__}: {e}")
-            pickle.dump(answer, stdout, pickle.HIGHEST_PROTOCOL)
-            stdout.flush()
+                answer, blobs = ("failed", f"{type(e).__name__}: {e}"), []
+            write_message(stdout, answer, blobs)
     except (EOFError, OSError):                             # the run closed the pipe, or is gone
         return
+
+
+def write_message(stream, message, blobs=()):
+    """A message: `message` pickled, with the lengths of `blobs` (bytes), which follow it as they are."""
+    pickle.dump((message, [len(blob) for blob in blobs]), stream, pickle.HIGHEST_PROTOCOL)
+    for blob in blobs:
+        stream.write(blob)
+    stream.flush()
+
+
+def read_message(stream):
+    """(message, blobs) that write_message() wrote. Raises EOFError if the stream ends first."""
+    message, lengths = pickle.load(stream)
+    blobs = [stream.read(n) for n in lengths]
+    if any(len(blob) != n for blob, n in zip(blobs, lengths)):
+        raise EOFError("the stream ended inside a message")
+    return message, blobs
 
 
 class Workers:
@@ -1326,10 +1355,9 @@ class Workers:
             self.processes.append(process)
             self.send(process, hello)
 
-    def send(self, process, message):
+    def send(self, process, message, blobs=()):
         try:
-            pickle.dump(message, process.stdin, pickle.HIGHEST_PROTOCOL)
-            process.stdin.flush()
+            write_message(process.stdin, message, blobs)
         except OSError:
             raise self.died(process)
 
@@ -1344,22 +1372,22 @@ class Workers:
     def spread(self, kind, batch, n_tokens=None):
         """Each document's part of `kind` ("gradients" or "nlls") for batch (lists of token ids), in order.
         Raises WorkerError if a worker died or failed."""
-        engine, size = self.r.engine, -(-len(batch) // self.n)        # ceil: the first shares are full
-        shares = [batch[i * size:(i + 1) * size] for i in range(self.n)]
-        weights = flat(engine.weights())
+        engine, shares = self.r.engine, shared_out(batch, self.n, self.r.settings["block_size"])
+        weights = packed(flat(engine.weights()))
         sent = [process for process, share in zip(self.processes, shares[1:]) if share]
-        for process, share in zip(sent, shares[1:]):
-            self.send(process, (kind, weights, share, n_tokens))
+        for process, share in zip(self.processes, shares[1:]):
+            if share:
+                self.send(process, (kind, share, n_tokens), [weights])
         parts = engine.document_gradients(shares[0], n_tokens) if kind == "gradients" else \
             engine.document_nlls(shares[0])
         for process in sent:
             try:
-                status, answer = pickle.load(process.stdout)
+                (status, answer), blobs = read_message(process.stdout)
             except (EOFError, OSError, pickle.UnpicklingError):
                 raise self.died(process)
             if status == "failed":
                 raise WorkerError(f"worker process {process.pid} failed: {answer}")
-            parts += answer
+            parts += list(zip(answer, map(unpacked, blobs))) if kind == "gradients" else answer
         return parts
 
     def close(self):
@@ -1376,6 +1404,38 @@ class Workers:
                 process.kill()
                 process.wait()
         self.processes = []
+
+
+def packed(floats):
+    """Floats as the bytes of their doubles, every bit kept: pickled far faster than a list (PyPy's pickle
+    turns even an array into one)."""
+    return array.array("d", floats).tobytes()
+
+
+def unpacked(data):
+    """packed()'s floats back, as an array."""
+    floats = array.array("d")
+    floats.frombytes(data)
+    return floats
+
+
+def shared_out(batch, n, block_size):
+    """batch (lists of token ids) cut into n consecutive shares of about equal work, a document's work being
+    the positions it is scored on (microgpt.n_predicted): share i ends at the document whose middle is
+    nearest i / n of all the work; each share has a document while there are enough (with fewer, the
+    last shares are empty)."""
+    if len(batch) <= n:
+        return [[tokens] for tokens in batch] + [[] for _ in range(n - len(batch))]
+    work = [microgpt.n_predicted(tokens, block_size) for tokens in batch]
+    total, shares, start, done = sum(work), [], 0, 0
+    for i in range(1, n):
+        end = start + 1                                     # one at least, and one left for each share after
+        done += work[start]
+        while end < len(batch) - (n - i) and (2 * done + work[end]) * n <= 2 * total * i:
+            done, end = done + work[end], end + 1
+        shares.append(batch[start:end])
+        start = end
+    return shares + [batch[start:]]
 
 
 def exit_description(code):
@@ -1630,8 +1690,10 @@ def watched_training(r, stop):
     csv_log = CsvLog(s["log"], s["grad_clip"], r.metrics, r.baselines) if s["log"] else None
     watch, failure = Watch(r, stop, csv_log), None
     r.workers = workers_of(r)
+    # (Under PyPy a batch is shared only when --workers says so: at batch 8 two processes trained at 0.6x the
+    # tokens per second of one on a 2-core machine, `make bench`; its evaluations are shared, 1.9x.)
     shared = {"gradients": lambda batch, n_tokens: r.workers.spread("gradients", batch, n_tokens)} if (
-        r.workers and s["batch_size"] > 1) else {}
+        r.workers and s["batch_size"] > 1 and (s["workers"] or sys.implementation.name != "pypy")) else {}
     try:
         if r.workers:
             r.workers.start()                   # now: they start up while the first steps train

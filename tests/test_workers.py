@@ -2,6 +2,7 @@
 same numbers whatever their count, and no process left behind however a run ends."""
 import ctypes
 import json
+import math
 import os
 import random
 import re
@@ -12,7 +13,7 @@ import time
 import unittest
 from types import SimpleNamespace
 
-from support import FEW_NAMES, SCRIPT, TIMES, FewNamesCase, microgpt, replaced, run_main, workbench
+from support import FEW_NAMES, SCRIPT, TIMES, FewNamesCase, assert_all_close, microgpt, replaced, run_main, workbench
 
 ON_LINUX_PROC = os.path.isdir("/proc/self/task")
 
@@ -36,6 +37,13 @@ class TestTheSumIsFixed(unittest.TestCase):
                  microgpt.document_gradients(there, share, n_tokens)]
         self.assertEqual(microgpt.batch_gradient(there, batch, n_tokens, parts), loss)
         self.assertEqual([p.grad for p in there.params], [p.grad for p in here.params])
+        # each part the gradient of its document alone: against a fresh model per document, added exactly
+        alone = []
+        for tokens in batch:
+            model = microgpt.GPT(tokenizer.vocab_size, 8, 2, 1, 8, random.Random(3))
+            (microgpt.total(microgpt.document_losses(model, tokens)) / n_tokens).backward()
+            alone.append([p.grad for p in model.params])
+        assert_all_close(self, [p.grad for p in here.params], [math.fsum(g) for g in zip(*alone)], 1e-15)
         # and the order matters: the same parts added share by share are not the same bits
         shares = [[sum(g) for g in zip(*[grads for _, grads in parts[i:j]])] for i, j in ((0, 3), (3, 6), (6, 7))]
         by_share = [a + b + c for a, b, c in zip(*shares)]
