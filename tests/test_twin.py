@@ -230,6 +230,7 @@ class TestBadInput(TempDirTestCase, unittest.TestCase):
             self.assertIn(option, r.stdout)
         self.assertNotIn("--explain", r.stdout)
         self.assertNotIn("--gradcheck", r.stdout)
+        self.assertNotIn("--workers", r.stdout)                          # its batches run in tensors
 
     @unittest.skipIf(torch is None, "torch is not installed")
     def test_bad_options_are_one_line_and_status_2(self):
@@ -237,7 +238,7 @@ class TestBadInput(TempDirTestCase, unittest.TestCase):
                  (("--lr", -1), "--lr must be greater than 0, got -1.0"),
                  (("--explain", "emma"), "unrecognized arguments: --explain emma"),
                  (("--resume", os.path.join(self.tmp, "nope.json")), "checkpoint"),
-                 (("--device", "tpu9"), "--device tpu9:")]
+                 (("--device", "tpu9"), "--device must be cpu, cuda or cuda:N, got 'tpu9'")]
         if not torch.cuda.is_available():
             cases.append((("--device", "cuda"), "--device cuda: PyTorch sees no GPU here"))
         for argv, says in cases:
