@@ -175,7 +175,7 @@ class Value:
         # d self/d parent * d parent/d child. Walking `order` backwards, every parent of a node is done
         # before the node itself, so node.grad is complete when it is passed on. `+=` sums the paths, and
         # also adds to whatever .grad already held: calling backward() on several losses accumulates
-        # their gradients, which is what a batch relies on (section 7).
+        # their gradients (a batch, section 7, sets each document's aside to add them in a fixed order).
         self.grad = 1.0                                 # d self / d self
         for node in reversed(order):
             node_grad = node.grad                   # final: every node computed from node is done
