@@ -53,10 +53,13 @@ import math
 import os
 import pickle
 import random
+import select
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import unicodedata
 
@@ -169,8 +172,9 @@ SETTINGS = [
     Setting("resume", None, str, A_FILE_NAME, "checkpoint", "continue the run saved in PATH exactly", "PATH"),
     Setting("load", None, str, A_FILE_NAME, "checkpoint", "sample from the model saved in PATH, without training",
             "PATH"),
-    Setting("workers", None, int, AT_LEAST_1, "machine", "processes that share each batch's documents and each "
-            "evaluation's, with the same results whatever their number", shown="this machine's cores, at most 8"),
+    Setting("workers", None, int, (lambda v: 1 <= v <= 256, "from 1 to 256"), "machine", "processes that share "
+            "each batch's documents and each evaluation's, with the same results whatever their number",
+            shown="this machine's cores, at most 8"),
     Setting("samples", D["samples"], int, AT_LEAST_0, "sampling", "documents to generate"),
     Setting("temperature", D["temperature"], float, ABOVE_0, "sampling", "sampling temperature > 0", "X"),
     Setting("top_k", D["top_k"], int, AT_LEAST_1, "sampling", "sample only from the k most likely tokens",
@@ -592,14 +596,16 @@ def physical_memory():
 def check_memory(Engine, settings, vocab_size, training):
     """Raise DataError, before anything is allocated, if the engine says the model (and, to train, a step)
     needs more memory than there is."""
-    need = Engine.memory_needed(settings, vocab_size, training)
+    need = Engine.memory_needed(settings, vocab_size, training) * (training and settings.get("workers") or 1)
     have = Engine.memory_available(settings) or physical_memory()
     if have and need > have:
         n = microgpt.count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
         raise DataError(f"a model of n_embd {settings['n_embd']}, n_layer {settings['n_layer']} and block_size "
                         f"{settings['block_size']} (batch {settings['batch_size']}) has {n:,} parameters and "
-                        f"needs about {need / 1e9:,.1f} GB here; this machine has {have / 1e9:,.1f} GB; choose a "
-                        f"smaller model or batch")
+                        f"needs about {need / 1e9:,.1f} GB here" + (f" in {settings['workers']} processes" if
+                                                                  training and settings.get("workers") else "") +
+                        f"; this machine has {have / 1e9:,.1f} GB; choose a smaller model or batch" +
+                        (" or fewer --workers" if training and settings.get("workers") else ""))
 
 
 def read_inputs(args, Engine):
@@ -966,6 +972,8 @@ class Watch:
         last = self.step_done == self.s["steps"]
         if self.step_done % self.s["eval_every"] == 0 or last:
             self.evaluate()
+        if self.r.workers and self.r.workers.failure:      # (its evaluation done: a resume goes on exactly)
+            raise self.r.workers.failure
         if self.s["save_every"] and self.step_done % self.s["save_every"] == 0 and not last:
             self.r.save(self.step_done)
         self.t_last = time.perf_counter()
@@ -1074,8 +1082,11 @@ def evaluation(r, step, train_losses):
     text = f"eval {step:4d} | train loss {train_loss:.4f} (mean of {counted(len(train_losses), 'step')})"
     val_loss = None
     if r.eval_docs:
-        tokens = [r.tokenizer.encode(doc) for doc in r.eval_docs]
-        shared = {"nlls": r.workers.spread("nlls", tokens)} if r.workers else {}        # (same numbers)
+        tokens, shared = [r.tokenizer.encode(doc) for doc in r.eval_docs], {}
+        try:
+            shared = {"nlls": r.workers.spread("nlls", tokens)} if r.workers else {}    # (the same numbers)
+        except WorkerError as e:            # done here instead, as one process would; then the run stops
+            r.workers.failure = e
         val_loss, _ = r.engine.evaluate(r.eval_docs, **shared)
         text += f" | val loss {val_loss:.4f} | val perplexity {perplexity_text(val_loss)}"
     rng = random.Random(f"{s['seed']}:{step}")
@@ -1282,7 +1293,7 @@ def cores():
         return os.cpu_count() or 1
 
 
-WORKER = "import sys; sys.path[:0] = sys.argv[1:]; import workbench; workbench.worker_main()"
+WORKER = "import sys; sys.path[0] = sys.argv[1]; import workbench; workbench.worker_main()"   # (not the cwd)
 
 
 def worker_main():
@@ -1293,6 +1304,14 @@ def worker_main():
     (killed included), ends it. It has a session of its own, so a terminal's Ctrl-C and a signal to the
     run's process group reach only the run, which finishes its step and closes the pipes."""
     gc.disable()                            # as in microgpt.train_step: a graph has no cycle to collect
+    parent = os.getppid()
+
+    def orphaned():                         # the run killed mid-share: the share is not waited for
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, daemon=True).start()
     stdin, stdout = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # a stray print cannot break a message
     try:
@@ -1341,8 +1360,8 @@ class Workers:
     part in their order. close() ends them all; a worker that outlives its closed pipe by a second is
     killed."""
 
-    def __init__(self, n, r):
-        self.n, self.r, self.processes = n, r, []
+    def __init__(self, n, r, stop=None):
+        self.n, self.r, self.stop, self.processes, self.failure = n, r, stop, [], None
 
     def start(self):
         r, here = self.r, os.path.dirname(os.path.abspath(__file__))
@@ -1350,8 +1369,14 @@ class Workers:
         hello = (os.path.abspath(sys.modules[Engine.__module__].__file__), Engine.__qualname__,
                  {key: r.settings[key] for key in ("n_embd", "n_head", "n_layer", "block_size")}, r.tokenizer.chars)
         for _ in range(self.n - 1):
-            process = subprocess.Popen([sys.executable, "-c", WORKER, here], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+            errors = tempfile.TemporaryFile()              # what a worker says if it fails, for the message
+            try:
+                process = subprocess.Popen([sys.executable, "-c", WORKER, here], stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, stderr=errors, start_new_session=True)
+            except OSError as e:                            # too many processes or open files, no memory
+                raise WorkerError(f"could not start worker process {len(self.processes) + 1} of {self.n - 1} "
+                                  f"({e.strerror}); give fewer --workers")
+            process.errors = errors
             self.processes.append(process)
             self.send(process, hello)
 
@@ -1362,12 +1387,25 @@ class Workers:
             raise self.died(process)
 
     def died(self, process):
-        """The WorkerError of a worker whose pipe broke: how it ended, if it did."""
+        """The WorkerError of a worker whose pipe broke: how it ended, if it did, and its last word."""
         try:
             how = f"died ({exit_description(process.wait(1))})"
         except subprocess.TimeoutExpired:
             how = "stopped answering"
-        return WorkerError(f"worker process {process.pid} {how}")
+        process.errors.seek(0)
+        said = process.errors.read().decode("utf-8", "replace").strip().splitlines()
+        return WorkerError(f"worker process {process.pid} {how}" + (f": {shown(said[-1])}" if said else ""))
+
+    def answer(self, process):
+        """A worker's answer, waited for; if a stop was asked for (Ctrl-C, SIGTERM) and the worker has not
+        answered 10 seconds later (stopped, or stuck), WorkerError."""
+        asked = None
+        while not select.select([process.stdout], [], [], 0.25)[0]:
+            if self.stop is not None and self.stop.requested:
+                asked = asked or time.monotonic()
+                if time.monotonic() - asked > 10:
+                    raise WorkerError(f"worker process {process.pid} did not answer within 10 s of the stop")
+        return read_message(process.stdout)
 
     def spread(self, kind, batch, n_tokens=None):
         """Each document's part of `kind` ("gradients" or "nlls") for batch (lists of token ids), in order.
@@ -1382,7 +1420,7 @@ class Workers:
             engine.document_nlls(shares[0])
         for process in sent:
             try:
-                (status, answer), blobs = read_message(process.stdout)
+                (status, answer), blobs = self.answer(process)
             except (EOFError, OSError, pickle.UnpicklingError):
                 raise self.died(process)
             if status == "failed":
@@ -1403,6 +1441,7 @@ class Workers:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            process.errors.close()
         self.processes = []
 
 
@@ -1448,16 +1487,19 @@ def exit_description(code):
     return f"exit status {code}"
 
 
-def workers_of(r):
+def workers_of(r, stop=None):
     """The Workers a training run shares its work with: as many as --workers says (default: the cores, at
     most 8), but no more than a batch, or an evaluation at two documents each, has work for; None for one
     process, or an engine that cannot share."""
     s = r.settings
-    if not hasattr(r.Engine, "document_gradients"):
+    if not hasattr(r.Engine, "document_gradients") or r.step >= s["steps"]:
         return None
-    n = min(s["workers"] or min(8, cores()), max(s["batch_size"] if s["batch_size"] > 1 else 1,
-                                                   len(r.eval_docs) // 2))
-    return Workers(n, r) if n > 1 else None
+    n = s["workers"]
+    if n is None:                                           # the cores, as many as the memory holds
+        have = r.Engine.memory_available(s) or physical_memory()
+        n = min(8, cores(), have // r.Engine.memory_needed(s, r.tokenizer.vocab_size, True) if have else 8)
+    n = min(n, max(s["batch_size"] if s["batch_size"] > 1 else 1, len(r.eval_docs) // 2))
+    return Workers(n, r, stop) if n > 1 else None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1689,7 +1731,7 @@ def watched_training(r, stop):
     s = r.settings
     csv_log = CsvLog(s["log"], s["grad_clip"], r.metrics, r.baselines) if s["log"] else None
     watch, failure = Watch(r, stop, csv_log), None
-    r.workers = workers_of(r)
+    r.workers = workers_of(r, stop)
     # (Under PyPy a batch is shared only when --workers says so: at batch 8 two processes trained at 0.6x the
     # tokens per second of one on a 2-core machine, `make bench`; its evaluations are shared, 1.9x.)
     shared = {"gradients": lambda batch, n_tokens: r.workers.spread("gradients", batch, n_tokens)} if (
@@ -1837,9 +1879,9 @@ def raise_stopped(signum, frame):
 
 def main(argv=None, Engine=None, program="microgpt", leader=True, description=None):
     """The command line of `python3 microgpt.py` (Engine None: microgpt.Engine) or of another engine's
-    program. Returns the exit status: 0, 1 (a failed gradient check), 2 (bad input), 74 (an output could
-    not be written), 128 + a signal's number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), 141 (the output's
-    reader went away); each failure says why in one line on stderr."""
+    program. Returns the exit status: 0, 1 (a failed gradient check), 2 (bad input), 70 (a worker process
+    died), 74 (an output could not be written), 128 + a signal's number (130 Ctrl-C, 143 SIGTERM, 129
+    SIGHUP), 141 (the output's reader went away); each failure says why in one line on stderr."""
     def body():
         args = parse_args(argv, Engine, *([description] if description else []))
         return run(args, Engine, leader)

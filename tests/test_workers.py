@@ -59,8 +59,9 @@ class TestTheSumIsFixed(unittest.TestCase):
 
 class TestHowMany(unittest.TestCase):
     def workers(self, cores, given=None, batch_size=1, eval_docs=100):
-        r = SimpleNamespace(Engine=microgpt.Engine, settings={"workers": given, "batch_size": batch_size},
-                            eval_docs=["x"] * eval_docs)
+        settings = dict(microgpt.DEFAULTS, workers=given, batch_size=batch_size)
+        r = SimpleNamespace(Engine=microgpt.Engine, settings=settings, eval_docs=["x"] * eval_docs, step=0,
+                            tokenizer=microgpt.Tokenizer("abc"))
         with replaced(workbench, "cores", lambda: cores):
             workers = workbench.workers_of(r)
         return workers.n if workers else 1
@@ -77,6 +78,16 @@ class TestHowMany(unittest.TestCase):
         self.assertEqual(self.workers(cores=64, given=1, batch_size=8), 1)
         twin = SimpleNamespace(Engine=object, settings={"workers": 4, "batch_size": 8}, eval_docs=["x"] * 100)
         self.assertIsNone(workbench.workers_of(twin))                   # an engine that cannot share
+
+    def test_none_for_a_run_with_nothing_left_to_train_nor_more_than_memory_holds(self):
+        """Bugs: workers started for --steps 0 or a finished --resume; 8 copies of a model memory holds one of."""
+        r = SimpleNamespace(Engine=microgpt.Engine, settings=dict(microgpt.DEFAULTS, workers=4, batch_size=8),
+                            eval_docs=[], step=500, tokenizer=microgpt.Tokenizer("abc"))
+        self.assertIsNone(workbench.workers_of(r))
+        need = microgpt.Engine.memory_needed(r.settings, 4, True)
+        r.step, r.settings["workers"] = 0, None
+        with replaced(workbench, "cores", lambda: 8), replaced(workbench, "physical_memory", lambda: need * 3):
+            self.assertEqual(workbench.workers_of(r).n, 3)
 
     def test_the_option_is_offered_where_the_engine_can_share(self):
         names = lambda Engine: [s.name for s in workbench.settings_of(Engine)]
@@ -128,6 +139,42 @@ class TestTheSameNumbers(WorkersCase):
         self.assertNotIn("workers", resumed["settings"])
 
 
+class TestWhenAWorkerFails(WorkersCase):
+    def test_a_worker_lost_in_an_evaluation_is_done_here_and_the_resume_goes_on_exactly(self):
+        """Bug: the run saved at step 3 without step 3's evaluation (a worker died in it), so the resumed run
+        never has it, and its next evaluation averages twice the steps."""
+        _, whole = self.run_with(1)
+        path = os.path.join(self.tmp, "lost.json")
+        spread = workbench.Workers.spread
+
+        def dies_in_the_first_evaluation(workers, kind, batch, n_tokens=None):
+            if kind == "nlls":
+                raise workbench.WorkerError("worker process 1 died (killed by SIGKILL)")
+            return spread(workers, kind, batch, n_tokens)
+
+        with replaced(workbench.Workers, "spread", dies_in_the_first_evaluation):
+            status, out, err = run_main("--data", self.data, *self.SMALL, *self.RUN, "--workers", 2, "--save", path)
+        self.assertEqual(status, 70, err)
+        self.assertEqual(err, "microgpt: error: worker process 1 died (killed by SIGKILL); saved the last good state "
+                              f"(step 3) to {path}\n")
+        self.assertEqual([row[0] for row in load_json(path)["metrics"]["eval"]], [3])      # (step first)
+        self.ok("--resume", path, "--workers", 2)
+        for key in ("params", "adam", "rng_state", "step"):
+            self.assertTrue(load_json(path)[key] == whole[key], key)
+        self.assertEqual([row[:3] for row in load_json(path)["metrics"]["eval"]],      # step, losses (not seconds)
+                         [row[:3] for row in whole["metrics"]["eval"]])
+
+    def test_a_worker_that_cannot_be_started(self):
+        """Bug: the OSError of a process that cannot start taken for the output's ('cannot write', 74)."""
+        def refuse(*a, **k):
+            raise OSError(24, "Too many open files")
+
+        with replaced(workbench.subprocess, "Popen", refuse):
+            status, out, err = run_main("--data", self.data, *self.SMALL, *self.RUN, "--workers", 3)
+        self.assertEqual((status, err), (70, "microgpt: error: could not start worker process 1 of 2 (Too many "
+                                             "open files); give fewer --workers\n"))
+
+
 def descendants(pid):
     """The processes below `pid` (children, their children...), from /proc."""
     parents = {}
@@ -175,13 +222,13 @@ class TestNoProcessLeftBehind(FewNamesCase, unittest.TestCase):
                                stdin=subprocess.DEVNULL, start_new_session=True)   # its own group, as in a shell
         self.addCleanup(lambda: run.poll() is None and run.kill() or run.communicate())
         deadline = time.monotonic() + 60
-        while len(descendants(run.pid)) < 2:                        # the two workers
+        workers = lambda: [pid for pid in descendants(run.pid) if "worker_main" in read(f"/proc/{pid}/cmdline")]
+        while len(workers()) < 2:                                   # the two workers, started (exec'd)
             self.assertIsNone(run.poll(), run.stderr.read() if run.poll() is not None else "")
             self.assertLess(time.monotonic(), deadline, "the workers never started")
             time.sleep(0.05)
         time.sleep(0.5)                                             # a few steps in, the workers busy
-        self.started = descendants(run.pid)
-        self.workers = [pid for pid in self.started if "worker_main" in read(f"/proc/{pid}/cmdline")]
+        self.started, self.workers = descendants(run.pid), workers()
         self.assertEqual(len(self.workers), 2)
         return run
 
@@ -273,3 +320,41 @@ class TestNoProcessLeftBehind(FewNamesCase, unittest.TestCase):
         self.assertEqual(code, 0, err)
         self.assertIn("trained 150 steps", out)
         self.assert_all_gone()
+
+    def test_a_stopped_worker_and_ctrl_c(self):
+        """Bug: the run waits for ever on a worker that stopped (SIGSTOP, a debugger), deaf to Ctrl-C."""
+        run = self.start()
+        os.kill(self.workers[0], signal.SIGSTOP)
+        self.addCleanup(lambda: alive(self.workers[0]) and os.kill(self.workers[0], signal.SIGKILL))
+        time.sleep(0.5)
+        os.killpg(run.pid, signal.SIGINT)
+        code, out, err = self.ended(run)
+        self.assertEqual(code, 70, err)
+        self.assertRegex(err, r"^microgpt: error: worker process \d+ did not answer within 10 s of the stop; saved "
+                              r"the last good state \(step \d+\) to .*\n$")
+        self.assert_all_gone()
+
+    def test_a_run_killed_mid_share_takes_its_workers_at_once(self):
+        """Bug: a worker that notices its run is gone only when its share is done (minutes, on a big model)."""
+        long_docs = os.path.join(self.tmp, "long.txt")
+        with open(long_docs, "w") as f:
+            f.write("\n".join("".join(FEW_NAMES[i:i + 12]) for i in range(12)) + "\n")
+        run = self.start("--data", long_docs, "--block-size", 64, "--n-embd", 16, "--batch-size", 6)
+        time.sleep(1.0)                                             # inside a share of 2 documents of 64
+        run.kill()
+        run.wait(timeout=10)
+        deadline = time.monotonic() + 1.5
+        while self.left_behind() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.left_behind(), [])
+
+    def test_a_module_in_the_current_folder_does_not_shadow_the_workers(self):
+        """Bug: the workers' path starts with the current folder (python -c), so its csv.py is imported."""
+        folder = os.path.join(self.tmp, "here")
+        os.mkdir(folder)
+        with open(os.path.join(folder, "csv.py"), "w") as f:
+            f.write("raise ImportError('the csv.py of the current folder')\n")
+        run = subprocess.run([sys.executable, SCRIPT, "--data", self.data, "--n-embd", "8", "--n-head", "2",
+                              "--batch-size", "4", "--workers", "2", "--steps", "4", "--eval-every", "2"],
+                             capture_output=True, text=True, timeout=120, cwd=folder, stdin=subprocess.DEVNULL)
+        self.assertEqual(run.returncode, 0, run.stderr)
