@@ -338,9 +338,9 @@ class TestNoProcessLeftBehind(FewNamesCase, unittest.TestCase):
         """Bug: a worker that notices its run is gone only when its share is done (minutes, on a big model)."""
         long_docs = os.path.join(self.tmp, "long.txt")
         with open(long_docs, "w") as f:
-            f.write("\n".join("".join(FEW_NAMES[i:i + 12]) for i in range(12)) + "\n")
-        run = self.start("--data", long_docs, "--block-size", 64, "--n-embd", 16, "--batch-size", 6)
-        time.sleep(1.0)                                             # inside a share of 2 documents of 64
+            f.write("\n".join("".join(FEW_NAMES[i:] + FEW_NAMES[:i]) for i in range(12)) + "\n")
+        run = self.start("--data", long_docs, "--block-size", 128, "--n-embd", 16, "--batch-size", 12)
+        time.sleep(1.0)                             # inside a share of 4 documents of 128 positions: 4 s or so
         run.kill()
         run.wait(timeout=10)
         deadline = time.monotonic() + 1.5
