@@ -96,6 +96,30 @@ class TestHowMany(unittest.TestCase):
         self.assertNotIn("workers", [s.name for s in workbench.kept(microgpt.Engine)])    # the machine's, not the run's
 
 
+class TestShares(unittest.TestCase):
+    """shared_out(): consecutive shares of about equal work, a document's work the positions it is scored on
+    (at block_size 8: a 10-token name is scored on 8, a 2-token one on 1). Worked by hand."""
+
+    def test_cut_by_the_positions_scored_not_by_the_count(self):
+        """Bug: shares of equal document counts, so the process given the long documents is waited on (here
+        16 positions against 4)."""
+        long, short = [0] * 10, [0, 1]
+        # work 8, 8, 1, 1, 1, 1 (20 in all); half is 10: the second long document's middle (12) is past it
+        self.assertEqual(workbench.shared_out([long, long, short, short, short, short], 2, 8),
+                         [[long], [long, short, short, short, short]])
+        # work 1, 1, 1, 1, 8, 8: the same cut from the other end
+        self.assertEqual(workbench.shared_out([short, short, short, short, long, long], 2, 8),
+                         [[short, short, short, short, long], [long]])
+        docs = [[i] * 5 for i in range(9)]                   # nine alike: three each, in their order
+        self.assertEqual(workbench.shared_out(docs, 3, 8), [docs[0:3], docs[3:6], docs[6:9]])
+
+    def test_a_document_each_while_there_are_enough(self):
+        """Bugs: an empty share while another holds two documents; documents lost or repeated."""
+        a, b, c = [0] * 10, [0, 1], [0, 1]
+        self.assertEqual(workbench.shared_out([a, b], 3, 8), [[a], [b], []])
+        self.assertEqual(workbench.shared_out([a, b, c], 3, 8), [[a], [b], [c]])
+        self.assertEqual(workbench.shared_out([a, a, b], 2, 8), [[a], [a, b]])
+
 class WorkersCase(FewNamesCase, unittest.TestCase):
     SMALL = ["--n-embd", 8, "--n-head", 2, "--eval-every", 3, "--print-every", 1]
     RUN = ["--batch-size", 5, "--steps", 7, "--samples", 4, "--eval-samples", 2, "--grad-clip", 1]
@@ -334,13 +358,30 @@ class TestNoProcessLeftBehind(FewNamesCase, unittest.TestCase):
                               r"the last good state \(step \d+\) to .*\n$")
         self.assert_all_gone()
 
-    def test_a_run_killed_mid_share_takes_its_workers_at_once(self):
-        """Bug: a worker that notices its run is gone only when its share is done (minutes, on a big model)."""
+    def start_long(self):
+        """A run whose shares take seconds (4 documents of 128 positions each), one second into a share."""
         long_docs = os.path.join(self.tmp, "long.txt")
         with open(long_docs, "w") as f:
             f.write("\n".join("".join(FEW_NAMES[i:] + FEW_NAMES[:i]) for i in range(12)) + "\n")
         run = self.start("--data", long_docs, "--block-size", 128, "--n-embd", 16, "--batch-size", 12)
         time.sleep(1.0)                             # inside a share of 4 documents of 128 positions: 4 s or so
+        return run
+
+    def test_a_worker_killed_mid_share(self):
+        """Bug: the end of a dead worker's pipe, met while its answer is read (EOFError, not the OSError of a
+        write), let through as a traceback."""
+        run = self.start_long()
+        os.kill(self.workers[0], signal.SIGKILL)
+        code, out, err = self.ended(run)
+        self.assertEqual(code, 70, err)
+        self.assertRegex(err, r"^microgpt: error: worker process \d+ died \(killed by SIGKILL\); saved the last good "
+                              r"state \(step \d+\) to .*\n$")
+        self.assertEqual(load_json(self.path)["step"], int(re.search(r"step (\d+)\)", err).group(1)))
+        self.assert_all_gone()
+
+    def test_a_run_killed_mid_share_takes_its_workers_at_once(self):
+        """Bug: a worker that notices its run is gone only when its share is done (minutes, on a big model)."""
+        run = self.start_long()
         run.kill()
         run.wait(timeout=10)
         deadline = time.monotonic() + 1.5
