@@ -593,19 +593,24 @@ def physical_memory():
         return None
 
 
+def memory_available(Engine, settings):
+    """Bytes an engine's model may use: what the engine says (a GPU's), else this machine's; None if unknown."""
+    return Engine.memory_available(settings) or physical_memory()
+
+
 def check_memory(Engine, settings, vocab_size, training):
     """Raise DataError, before anything is allocated, if the engine says the model (and, to train, a step)
     needs more memory than there is."""
-    need = Engine.memory_needed(settings, vocab_size, training) * (training and settings.get("workers") or 1)
-    have = Engine.memory_available(settings) or physical_memory()
+    workers = training and settings.get("workers")          # each process holds a model: --workers given
+    need = Engine.memory_needed(settings, vocab_size, training) * (workers or 1)
+    have = memory_available(Engine, settings)
     if have and need > have:
         n = microgpt.count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
         raise DataError(f"a model of n_embd {settings['n_embd']}, n_layer {settings['n_layer']} and block_size "
                         f"{settings['block_size']} (batch {settings['batch_size']}) has {n:,} parameters and "
-                        f"needs about {need / 1e9:,.1f} GB here" + (f" in {settings['workers']} processes" if
-                                                                  training and settings.get("workers") else "") +
+                        f"needs about {need / 1e9:,.1f} GB here" + (f" in {workers} processes" if workers else "") +
                         f"; this machine has {have / 1e9:,.1f} GB; choose a smaller model or batch" +
-                        (" or fewer --workers" if training and settings.get("workers") else ""))
+                        (" or fewer --workers" if workers else ""))
 
 
 def read_inputs(args, Engine):
@@ -1082,9 +1087,10 @@ def evaluation(r, step, train_losses):
     text = f"eval {step:4d} | train loss {train_loss:.4f} (mean of {counted(len(train_losses), 'step')})"
     val_loss = None
     if r.eval_docs:
-        tokens, shared = [r.tokenizer.encode(doc) for doc in r.eval_docs], {}
+        shared = {}
         try:
-            shared = {"nlls": r.workers.spread("nlls", tokens)} if r.workers else {}    # (the same numbers)
+            if r.workers:                                                               # (the same numbers)
+                shared = {"nlls": r.workers.spread("nlls", [r.tokenizer.encode(doc) for doc in r.eval_docs])}
         except WorkerError as e:            # done here instead, as one process would; then the run stops
             r.workers.failure = e
         val_loss, _ = r.engine.evaluate(r.eval_docs, **shared)
@@ -1496,7 +1502,7 @@ def workers_of(r, stop=None):
         return None
     n = s["workers"]
     if n is None:                                           # the cores, as many as the memory holds
-        have = r.Engine.memory_available(s) or physical_memory()
+        have = memory_available(r.Engine, s)
         n = min(8, cores(), have // r.Engine.memory_needed(s, r.tokenizer.vocab_size, True) if have else 8)
     n = min(n, max(s["batch_size"] if s["batch_size"] > 1 else 1, len(r.eval_docs) // 2))
     return Workers(n, r, stop) if n > 1 else None
