@@ -13,11 +13,9 @@ model does is in this file. Read it top to bottom; the sections follow the data'
    7. Training    forward, backward, update: a step
    8. Sampling    the model -> new documents
    9. One run     sections 1-8 assembled
-  10. Engine      what workbench.py drives
 
-A reader who stops after section 8 has seen the whole algorithm; section 9 assembles it into the run
-`python3 microgpt.py` makes. With workbench.py beside this file the same command takes options (`--help`),
-saves and resumes runs, watches them and looks inside a model, and changes nothing the model computes.
+A reader who stops after section 8 has seen the whole algorithm; section 9 is the run `python3 microgpt.py`
+makes. workbench.py, beside it, adds options (--help), checkpoints and watching, and changes no number.
 """
 import gc
 import math
@@ -71,7 +69,6 @@ class Tokenizer:
 
     def encode(self, doc):
         """A document as token ids wrapped in BOS: 'emma' -> [BOS, 4, 12, 12, 0, BOS], len(doc) + 2 ids.
-
         Raises KeyError for a character outside the vocabulary."""
         # BOS at the front gives the first letter something to be predicted from; BOS at the back is the
         # target after the last letter, which is how the model learns when a name ends.
@@ -92,9 +89,8 @@ class Tokenizer:
 # Values with many children, which is what makes this engine fast while staying scalar.
 
 class Value:
-    """One float in a computation graph, with the gradient of the final loss with respect to it.
-
-    A Value computed from others names the operation that made it ("*", "dot") and keeps the Values it was
+    """One float in a computation graph, with the gradient of the final loss with respect to it. A Value
+    computed from others names the operation that made it ("*", "dot") and keeps the Values it was
     computed from in groups, pairs (children, local_grads) of equal length: the children and its partial
     derivative with respect to each. a * b has one group, ((a, b), (b.data, a.data)); a dot product w . x
     has two, (w, x's floats) and (x, w's floats). A parameter has none. backward() applies the chain rule."""
@@ -174,8 +170,7 @@ class Value:
         # The chain rule, from the output back: d self/d child = sum over parents of
         # d self/d parent * d parent/d child. Walking `order` backwards, every parent of a node is done
         # before the node itself, so node.grad is complete when it is passed on. `+=` sums the paths, and
-        # also adds to whatever .grad already held: calling backward() on several losses accumulates
-        # their gradients (a batch, section 7, sets each document's aside to add them in a fixed order).
+        # also adds to whatever .grad held before: backward() on several losses adds their gradients.
         self.grad = 1.0                                 # d self / d self
         for node in reversed(order):
             node_grad = node.grad                   # final: every node computed from node is done
@@ -190,9 +185,7 @@ class Tape:
     """`with Tape() as tape:` records every Value computed inside the block in the order it is made, and
     tape.backward(loss) runs backward() along that record: a Value is made after the Values it comes from,
     so the order of making is already topological and the search (as costly as the chain rule itself) is
-    skipped. Rules, each tested: Values made before the block (the parameters) are leaves to it; backward
-    needs loss on the tape and consumes the record (a second call raises); nodes loss does not depend on
-    get zero gradient; a record never back-propagated is freed with its tape; tapes do not nest."""
+    skipped. Values made before the block (the parameters) are leaves to it; the record is used once."""
 
     def __enter__(self):
         if Value.tape is not None:
@@ -217,8 +210,7 @@ class no_grad:
     def __enter__(self):
         self.previous, Value.grad_enabled = Value.grad_enabled, False
 
-    def __exit__(self, *exc_info):
-        Value.grad_enabled = self.previous
+    def __exit__(self, *exc_info): Value.grad_enabled = self.previous
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -247,21 +239,21 @@ def total(xs):
     return Value(sum(x.data for x in xs), "sum", (xs, [1.0] * len(xs)))
 
 
-def linear(x, w, w_data):
-    """Matrix-vector product: x (n_in Values), w (n_out rows of n_in Values) -> n_out Values. w_data is w
-    as plain floats (GPT.weights), read once per document rather than once per position.
+def linear(x, w, w_data=None):
+    """Matrix-vector product: x (n_in Values), w (n_out rows of n_in Values) -> n_out Values.
     Output i is the dot product of row i and x, one node with two groups: the row with x's floats
-    (d/dw_ij = x_j) and x with the row's floats (d/dx_j = w_ij), lists shared by every output."""
+    (d/dw_ij = x_j) and x with the row's floats (d/dx_j = w_ij), lists shared by every output.
+    w_data: w's floats, if the caller has read them already (GPT does, once per document)."""
     x_data = [xi.data for xi in x]                          # n_in floats, shared by every row
+    w_data = w_data or [[p.data for p in row] for row in w]   # n_out rows of n_in floats
     return [Value(sum(map(operator.mul, row_data, x_data)), "linear", (row, x_data), (x, row_data))
             for row, row_data in zip(w, w_data)]            # one output per row: n_out in all
 
 
 def softmax_data(zs, temperature=1.0):
     """Softmax of plain floats: exp((z_i - max z) / T) / sum_j exp((z_j - max z) / T), same length.
-    Subtracting max z changes nothing mathematically and keeps exp from overflowing."""
-    # exp(1000) overflows a float; exp(z - max z) is at most exp(0) = 1, and the shift cancels in the
-    # ratio because exp(z_i - c) / sum_j exp(z_j - c) = exp(z_i) / sum_j exp(z_j) for any constant c.
+    Subtracting max z keeps exp from overflowing (exp(1000) would) and cancels in the ratio: exp(z_i - c) /
+    sum_j exp(z_j - c) = exp(z_i) / sum_j exp(z_j) for any constant c."""
     max_z = max(zs)
     exps = [math.exp((z - max_z) / temperature) for z in zs]  # all in (0, 1], the largest exactly 1
     s = sum(exps)
@@ -278,8 +270,7 @@ def softmax(logits, temperature=1.0):
 
 def rmsnorm(x):
     """RMSNorm without a learned gain (Zhang & Sennrich 2019): x_i * s with s = (mean_j x_j^2 + 1e-5)^-1/2,
-    n Values in and out.
-    The scale s is one node with the n inputs as children: ds/dx_j = -s^3 * x_j / n."""
+    n Values in and out. The scale s is one node with the n inputs as children: ds/dx_j = -s^3 * x_j / n."""
     # Rescales the vector to a root-mean-square of 1, whatever its size was: each layer then reads inputs
     # of a steady scale, which keeps training stable. Unlike LayerNorm it does not subtract the mean.
     n = len(x)
@@ -305,24 +296,8 @@ def parameter_shapes(vocab_size, n_embd, n_layer, block_size):
     return shapes
 
 
-def count_parameters(vocab_size, n_embd, n_layer, block_size):
-    """The number of parameters parameter_shapes() describes, by arithmetic alone: (2 vocab_size +
-    block_size) n_embd for the embeddings and lm_head, 12 n_embd^2 per layer (4 for attention, 8 for the
-    MLP). 4,064 with the defaults and 27 tokens."""
-    return (2 * vocab_size + block_size) * n_embd + 12 * n_layer * n_embd ** 2
-
-
-def head_dim(n_embd, n_head):
-    """The width each attention head reads, n_embd / n_head: 16 / 4 = 4. Raises ValueError if n_head
-    does not divide n_embd, as the heads would then leave part of every vector unread."""
-    if n_embd % n_head:
-        raise ValueError(f"n_embd {n_embd} is not divisible by n_head {n_head}")
-    return n_embd // n_head
-
-
 def initial_weights(shapes, rng, std=0.08):
-    """Every matrix of `shapes` drawn from a Gaussian of mean 0 and standard deviation std, row by row, in
-    order: {name: rows of floats}."""
+    """{name: rows of floats}: each matrix of `shapes` drawn row by row from a Gaussian of mean 0, std std."""
     # Small random weights: with std 0.08 every logit starts close to 0, so softmax starts close to
     # uniform and the first loss close to ln(vocab_size) (section 5). Larger weights would make the
     # untrained model confidently wrong and the first loss higher.
@@ -333,30 +308,33 @@ def initial_weights(shapes, rng, std=0.08):
 class GPT:
     """The model's parameters and its forward pass for one position. state_dict holds every matrix of
     parameter_shapes() as rows of Values, drawn by initial_weights() from the random generator rng.
-    Raises ValueError if n_head does not divide n_embd."""
+    Raises ValueError if n_head does not divide n_embd: the heads would leave part of every vector unread."""
 
     def __init__(self, vocab_size, n_embd, n_head, n_layer, block_size, rng):
         self.vocab_size, self.n_embd, self.n_head = vocab_size, n_embd, n_head
         self.n_layer, self.block_size = n_layer, block_size
-        self.head_dim = head_dim(n_embd, n_head)            # each head reads its own slice: 16 / 4 = 4
+        if n_embd % n_head:
+            raise ValueError(f"n_embd {n_embd} is not divisible by n_head {n_head}")
+        self.head_dim = n_embd // n_head                    # each head reads its own slice: 16 / 4 = 4
         shapes = parameter_shapes(vocab_size, n_embd, n_layer, block_size)
         self.state_dict = {name: [[Value(x) for x in row] for row in rows]          # a Value per number
                            for name, rows in initial_weights(shapes, rng).items()}
-        # Every parameter in one flat list, in state_dict order: 432 + 128 + 432 + 4*256 + 1024 + 1024
-        # = 4,064 numbers with the defaults. The optimizer and checkpoints walk this list.
+        # Every parameter in one flat list, in state_dict order: 432 + 256 + 432 + 4*256 + 1024 + 1024
+        # = 4,192 numbers with the defaults. The optimizer and checkpoints walk this list.
         self.params = [p for mat in self.state_dict.values() for row in mat for p in row]
 
     def weights(self):
-        """Every matrix as plain floats, {name: rows}; they change only in Adam's step, so can be shared."""
+        """Every matrix as plain floats, {name: rows}: what a checkpoint keeps."""
         return {name: [[p.data for p in row] for row in mat] for name, mat in self.state_dict.items()}
 
-    def __call__(self, token_id, pos_id, keys, values, weights=None, attention=None):
+    def __call__(self, token_id, pos_id, keys, values, attention=None):
         """Logits for the token after `token_id` at position `pos_id`: a list of vocab_size Values.
         keys[i] and values[i] hold layer i's key and value vectors (n_embd Values each) of positions
         0..pos_id-1; this call appends position pos_id's, so attention sees exactly the past and present.
-        weights is self.weights(), read once by a caller that runs many positions (else read here). A list
-        `attention` receives each head's attention weights (pos_id + 1 floats), layer by layer."""
-        sd, w = self.state_dict, weights or self.weights()
+        A list `attention` receives each head's attention weights (pos_id + 1 floats), layer by layer."""
+        if pos_id == 0:         # (speed: the weights change only in Adam's step, never inside a document, so
+            self.w_data = self.weights()    # each document reads them as floats once, not at every position)
+        sd, w = self.state_dict, self.w_data
         project = lambda x, name: linear(x, sd[name], w[name])     # x times the matrix `name`: a row each
         # What the token is plus where it is: x, n_embd Values, the residual stream of this position.
         x = [t + p for t, p in zip(sd["wte"][token_id], sd["wpe"][pos_id])]
@@ -403,10 +381,9 @@ class GPT:
 # ----------------------------------------------------------------------------------------------------
 # 5. Loss: how surprised the model is by each next token of a document.
 #
-# In: a document's token ids. Out: one cross-entropy per position, in nats. The model reads
-# tokens[:-1] and is scored on tokens[1:]: position t sees tokens 0..t and must predict token t + 1. A
-# perfect model scores 0; a uniform guess over vocab_size tokens scores ln(vocab_size), ln 27 = 3.30 for
-# names, and the small initial weights (section 4) make an untrained model score close to that.
+# In: a document's token ids. Out: one cross-entropy per position, in nats. A perfect model scores 0; a
+# uniform guess over vocab_size tokens scores ln(vocab_size), ln 27 = 3.30 for names, and the small
+# initial weights (section 4) make an untrained model score close to that.
 
 def cross_entropy(logits, target_id):
     """Minus the log-probability that softmax(logits) gives the target: one Value, in nats.
@@ -435,8 +412,7 @@ def document_logits(gpt, inputs, attention=None):
     list, receives each head's attention weights at every position (GPT.__call__)."""
     # Fresh KV lists: one list of keys and one of values per layer, empty before position 0.
     keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]
-    weights = gpt.weights()                                 # the weights as floats, once for all n positions
-    return [gpt(token_id, pos_id, keys, values, weights, attention) for pos_id, token_id in enumerate(inputs)]
+    return [gpt(token_id, pos_id, keys, values, attention) for pos_id, token_id in enumerate(inputs)]
 
 
 def document_losses(gpt, tokens):
@@ -445,16 +421,15 @@ def document_losses(gpt, tokens):
 
     For 'emma' at initialisation (default seed and settings; `--explain emma` prints this table):
       pos  input  target  loss
-        0  BOS    e       2.7695
-        1  e      m       3.7314
-        2  m      m       3.2050
-        3  m      a       2.9959
-        4  a      BOS     3.0988     mean 3.1601, beside ln 27 = 3.2958"""
+        0  BOS    e       3.7198
+        1  e      m       3.3593
+        2  m      m       3.4958
+        3  m      a       3.2518
+        4  a      BOS     2.9512     mean 3.3556, beside ln 27 = 3.2958"""
     n = n_predicted(tokens, gpt.block_size)
-    # The next-token shift: the inputs are tokens[:-1] and the targets tokens[1:], so position t reads
-    # tokens[t] and is scored on tokens[t + 1]. This is teacher forcing: the model always reads the real
-    # previous token, never its own guess, so every position of the document is a training example of
-    # one pass.
+    # The next-token shift: the inputs are tokens[:-1] and the targets tokens[1:]. This is teacher
+    # forcing: the model always reads the real previous token, never its own guess, so every position of
+    # the document is a training example of one pass.
     inputs, targets = tokens[:n], tokens[1:n + 1]
     logits = document_logits(gpt, inputs)                   # n lists of vocab_size logits: a distribution each
     return [cross_entropy(z, target_id) for z, target_id in zip(logits, targets)]     # how surprised, nats
@@ -523,86 +498,69 @@ def grad_norm(params):
 
 
 def document_gradient(gpt, tokens, n_tokens):
-    """One document's part of a batch: its cross-entropies summed and divided by n_tokens, the batch's
-    token count, back-propagated, so that its gradient adds into p.grad. Returns that part (float, nats)."""
+    """Forward and backward for one document of a batch: its cross-entropies summed and divided by n_tokens,
+    the batch's count of predicted tokens, then back-propagated, so its gradient adds into every p.grad.
+    Returns that share of the batch's loss (a float, nats)."""
     with Tape() as tape:                                    # forward, recording each node as it is made
         doc_loss = total(document_losses(gpt, tokens)) / n_tokens
     tape.backward(doc_loss)                                 # backward along the record, newest first
     return doc_loss.data
 
 
-def document_gradients(gpt, batch, n_tokens):
-    """Each document's part, one at a time, in the batch's order: (document_gradient's loss, its gradient, a
-    float per parameter in state_dict order), each computed from 0; p.grad is left at 0."""
+def batch_gradient(gpt, batch):
+    """Forward and backward over a batch (lists of token ids): returns its loss, the mean cross-entropy over
+    every predicted token (nats), and leaves its gradient in p.grad (0 before)."""
+    # The mean, not the sum: summed, a batch of long names would give a bigger loss and bigger gradients
+    # than one of short names, and the step size would depend on document length and batch size.
+    n_tokens = sum(n_predicted(tokens, gpt.block_size) for tokens in batch)
+    if len(batch) == 1:
+        return document_gradient(gpt, batch[0], n_tokens)   # one document: its gradient is the batch's
+    # Gradient accumulation: one document's graph at a time, so memory holds one graph, not the batch's.
+    # Each document's gradient starts from 0 and they are added in the batch's order (float addition
+    # depends on its order; a fixed one gives the same bits wherever each part was computed).
+    loss, summed = 0.0, [0.0] * len(gpt.params)
     for tokens in batch:
-        doc_loss = document_gradient(gpt, tokens, n_tokens)
-        grads = [p.grad for p in gpt.params]
+        loss += document_gradient(gpt, tokens, n_tokens)
+        summed = [g + p.grad for g, p in zip(summed, gpt.params)]
         for p in gpt.params:
             p.grad = 0.0
-        yield doc_loss, grads
-
-
-def batch_gradient(gpt, batch, n_tokens, parts=None):
-    """The gradient of a batch's mean loss, left in p.grad (0 before), and that loss (float, nats per
-    token): the sum of the documents' parts (document_gradients; `parts` if they were computed elsewhere,
-    by workbench.py's worker processes), added in the batch's order."""
-    if parts is None and len(batch) == 1:
-        return document_gradient(gpt, batch[0], n_tokens)   # one document: its gradient is the sum
-    # Gradient accumulation: one document's graph at a time, so memory holds one graph, not the batch's.
-    # Float addition depends on its order, so it is fixed: the same bits wherever each part was computed.
-    loss, summed = 0.0, None
-    for doc_loss, grads in parts or document_gradients(gpt, batch, n_tokens):
-        loss += doc_loss
-        summed = grads if summed is None else list(map(operator.add, summed, grads))
     for p, g in zip(gpt.params, summed):
         p.grad = g
     return loss
 
 
-def train_step(gpt, optimizer, batch, lr, grad_clip, gradients=None):
+def train_step(gpt, optimizer, batch, lr, grad_clip, gradient=batch_gradient):
     """One optimizer step on a batch: a list of documents, each a list of token ids with BOS at both ends.
-    The loss is the mean cross-entropy over every predicted token of the batch (batch_gradient, which
-    gradients(batch, n_tokens) can give the documents' parts). If grad_clip is below the gradient's global
-    norm, every gradient is scaled by grad_clip / norm (None: no clipping). Then Adam updates every
-    parameter. Returns (loss in nats per token, gradient norm before clipping).
-    Raises FloatingPointError, before any parameter changes, if the loss or the gradient is not finite."""
-    # The mean, not the sum: summed, a batch of long names would give a bigger loss and bigger gradients
-    # than one of short names, and the step size would depend on document length and batch size.
-    n_tokens = sum(n_predicted(tokens, gpt.block_size) for tokens in batch)
-    # The cyclic garbage collector is paused (10-20% faster): a node refers only to the Values it was made
-    # from, so the graph has no cycle and reference counting frees it; the collector would find nothing.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        parts = gradients(batch, n_tokens) if gradients else None
-        loss = batch_gradient(gpt, batch, n_tokens, parts)  # forward and backward, document by document
-        norm = grad_norm(optimizer.params)                  # how big this step's gradient is, all in all
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            for p in optimizer.params:
-                p.grad = 0.0
-            raise FloatingPointError(f"loss {loss}, gradient norm {norm}")
-        if grad_clip is not None and norm > grad_clip:      # a rare huge gradient is cut to size
-            for p in optimizer.params:
-                p.grad *= grad_clip / norm
-        optimizer.step(lr)                                  # update, then grads reset to 0
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    Forward and backward (gradient: batch_gradient), the gradient clipped to a global norm of grad_clip if
+    it is larger (None: never), then Adam's update of every parameter. Returns (the loss in nats per
+    token, the gradient norm before clipping). Raises FloatingPointError, before any parameter changes,
+    if the loss or the gradient is not finite."""
+    loss = gradient(gpt, batch)                             # forward and backward: p.grad for every parameter
+    norm = grad_norm(optimizer.params)                      # how big this step's gradient is, all in all
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        for p in optimizer.params:
+            p.grad = 0.0
+        raise FloatingPointError(f"loss {loss}, gradient norm {norm}")
+    if grad_clip is not None and norm > grad_clip:          # a rare huge gradient is cut to size
+        for p in optimizer.params:
+            p.grad *= grad_clip / norm
+    optimizer.step(lr)                                      # update, then grads reset to 0
     return loss, norm
 
 
 def train(gpt, optimizer, tokenizer, docs, num_steps, lr, warmup_steps, min_lr, batch_size, grad_clip,
-          start_step=0, on_step=None, gradients=None):
+          start_step=0, on_step=None, gradient=batch_gradient):
     """Run optimizer steps start_step .. num_steps - 1 and return their losses (floats, nats per token).
     Step i trains on batch_size documents starting at docs[i * batch_size % len(docs)]. After each step,
     on_step(step, loss, lr, grad_norm, batch) is called if given; a true return value stops training.
-    `gradients`: as train_step's."""
+    `gradient` computes a batch's (batch_gradient; workbench.py's --workers passes one that shares the
+    documents among processes and adds their parts in the same order, so the numbers are the same)."""
     losses = []
     for step in range(start_step, num_steps):
         first = step * batch_size                           # the dataset is walked in order, and wraps
         batch = [tokenizer.encode(docs[(first + j) % len(docs)]) for j in range(batch_size)]
         lr_t = lr_schedule(step, num_steps, lr, warmup_steps, min_lr)
-        loss, norm = train_step(gpt, optimizer, batch, lr_t, grad_clip, gradients)
+        loss, norm = train_step(gpt, optimizer, batch, lr_t, grad_clip, gradient)
         losses.append(loss)
         if on_step is not None and on_step(step, loss, lr_t, norm, batch):
             break
@@ -614,8 +572,7 @@ def train(gpt, optimizer, tokenizer, docs, num_steps, lr, warmup_steps, min_lr, 
 #
 # In: the trained model and a random generator. Out: a new document. This is KV-cache decoding, the
 # other regime from training: there is no real next token to read, so each sampled token is fed back in
-# as the next input, and the keys and values of the positions so far are kept in the KV lists rather
-# than recomputed. Each call of gpt() does one position's work.
+# as the next input, and the past positions' keys and values stay in the KV lists, never recomputed.
 
 def next_token_probs(zs, temperature, top_k):
     """The distribution a next token is drawn from: logits zs (vocab_size floats) -> probabilities."""
@@ -629,16 +586,14 @@ def next_token_probs(zs, temperature, top_k):
 
 
 def sample(gpt, tokenizer, rng, temperature, top_k, prefix):
-    """Generate one document and return it as a string (the prefix included, BOS not). Starts from BOS
-    followed by the prefix's tokens; from then on samples each next token from
-    softmax(logits / temperature), keeping only the top_k largest logits if top_k is given, and stops at
-    BOS or after block_size positions. Raises KeyError for a prefix character outside the vocabulary."""
+    """One new document, a string (the prefix included, BOS not): from BOS and the prefix's tokens, each next
+    token drawn from softmax(logits / temperature), among the top_k largest logits if top_k is given, until
+    BOS or block_size. Raises KeyError for a prefix character outside the vocabulary."""
     keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]   # empty KV lists
     token_ids = [tokenizer.BOS] + [tokenizer.ids[ch] for ch in prefix]  # BOS says: a document starts
-    weights = gpt.weights()                                 # read once for every position
     with no_grad():                                         # no gradient needed, so no graph is built
         for pos_id in range(gpt.block_size):
-            logits = gpt(token_ids[pos_id], pos_id, keys, values, weights)   # vocab_size logits
+            logits = gpt(token_ids[pos_id], pos_id, keys, values)       # vocab_size logits
             if pos_id + 1 < len(token_ids):
                 continue                                    # still reading the prefix: next token given
             probs = next_token_probs([z.data for z in logits], temperature, top_k)
@@ -654,52 +609,36 @@ def sample(gpt, tokenizer, rng, temperature, top_k, prefix):
 #
 # In: the settings below. Out: a trained model, its loss on names it never trained on, and new names. One
 # random generator, seeded once, gives the documents' order, the first weights and the samples: one seed,
-# one run. workbench.py does the same steps through the Engine of section 10, with options around them.
+# one run. workbench.py takes the same steps, with options, checkpoints and watching around them.
 
 DEFAULTS = {
     "data": "names.txt", "seed": 42, "val_fraction": 0.1,          # the documents (sections 1, 2), held out
-    "n_embd": 16, "n_head": 4, "n_layer": 1, "block_size": 8,     # the model (section 4)
+    "n_embd": 16, "n_head": 4, "n_layer": 1, "block_size": 16,    # the model (section 4)
     "steps": 500, "lr": 0.01, "warmup_steps": 0, "min_lr": 0.0,   # the learning rate's schedule (section 6)
-    "batch_size": 1, "grad_clip": None,                           # training (section 7)
-    "eval_docs": 100,                                             # validation (evaluate, below)
+    "batch_size": 1, "grad_clip": None, "eval_docs": 100,         # training (section 7), validation
     "samples": 20, "temperature": 0.5, "top_k": None, "prefix": "",   # sampling (section 8)
 }
 
 
 def split_docs(docs, val_fraction):
     """(training docs, validation docs): the first round(len(docs) * val_fraction) documents of the
-    (already shuffled) list are held out for validation. Raises ValueError if none is left to train on."""
+    (already shuffled) list are held out for validation."""
     n_val = int(len(docs) * val_fraction + 0.5)
-    if n_val >= len(docs):
-        raise ValueError(f"val_fraction {val_fraction} of {len(docs)} documents leaves none to train on")
     return docs[n_val:], docs[:n_val]
 
 
-def document_nll(gpt, tokens):
-    """One document's cross-entropies summed, with no graph built: (nats, the number of predicted tokens)."""
-    with no_grad():                                         # no gradient needed, so no graph is built
-        losses = document_losses(gpt, tokens)
-    return sum(loss.data for loss in losses), len(losses)
-
-
-def evaluate(gpt, tokenizer, docs, nlls=None):
+def evaluate(gpt, tokenizer, docs):
     """Mean negative log-likelihood per predicted token over `docs`, in nats, and the number of predicted
-    tokens. `nlls`: the documents' document_nll() if computed elsewhere (workbench.py's worker processes).
-    Held-out documents were never trained on, so this is the loss on names the model has not seen: while
-    it falls with the training loss the model is learning what names are like; when it levels off or
-    rises while the training loss keeps falling, the model has started memorising its training names."""
+    tokens. Held-out documents were never trained on, so this is the loss on names the model has not
+    seen: while it falls with the training loss the model is learning what names are like; when it levels
+    off or rises while the training loss keeps falling, the model has started memorising its training names."""
     loss_sum, n_tokens = 0.0, 0
-    for doc_sum, n in nlls or (document_nll(gpt, tokenizer.encode(doc)) for doc in docs):
-        loss_sum += doc_sum
-        n_tokens += n                                       # per token: a long name weighs more than a short one
+    with no_grad():                                         # no gradient needed, so no graph is built
+        for doc in docs:
+            losses = document_losses(gpt, tokenizer.encode(doc))
+            loss_sum += sum(loss.data for loss in losses)
+            n_tokens += len(losses)                         # per token: a long name weighs more than a short one
     return loss_sum / n_tokens, n_tokens
-
-
-def perplexity(loss):
-    """exp(loss): the number of equally likely tokens that would be as uncertain (inf past float's range).
-    exp(2.3) = 10 means the model is as unsure as a uniform choice among 10 tokens, against 27 for a
-    uniform guess over every token of names."""
-    return math.exp(loss) if loss < 709.0 else math.inf
 
 
 def run(s, log=print):
@@ -718,83 +657,44 @@ def run(s, log=print):
     def progress(step, loss, lr, grad_norm, batch):        # train() calls this after every step
         log(f"step {step + 1:4d} / {s['steps']:4d} | loss {loss:.4f} | lr {lr:.5f}")
 
+    gc.disable()    # (speed, 10%: a graph has no cycles, so the cyclic garbage collector would find nothing)
     train(gpt, optimizer, tokenizer, train_docs, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"],
           s["batch_size"], s["grad_clip"], on_step=progress)
     val_loss, _ = evaluate(gpt, tokenizer, val_docs[:s["eval_docs"]])     # names it never trained on
-    log(f"val loss {val_loss:.4f} | val perplexity {perplexity(val_loss):.2f}")
+    # Perplexity, exp(loss): as unsure as a uniform choice among that many tokens (27 at the start).
+    log(f"val loss {val_loss:.4f} | val perplexity {math.exp(val_loss):.2f}")
     for i in range(s["samples"]):
         log(f"sample {i + 1:2d}: {sample(gpt, tokenizer, rng, s['temperature'], s['top_k'], s['prefix'])}")
 
 
-# ----------------------------------------------------------------------------------------------------
-# 10. The engine interface: what workbench.py drives.
-#
-# workbench.py runs a model without knowing its insides, through the few methods of an Engine: build it,
-# train it, evaluate it, sample from it, hand over what a checkpoint keeps; microgpt_torch.py's Engine has
-# the same over tensors. Here each is a function above, on the model and the optimizer the Engine holds.
-
-class Engine:
-    """A GPT and its Adam behind the interface workbench.py drives, which its docstring describes. The
-    settings n_embd, n_head, n_layer and block_size size the GPT; its first weights are drawn from rng;
-    `state`, what state() returned (a checkpoint's), replaces them and the fresh Adam's state."""
-    inside = "inside"                                       # the module that looks inside its models
-
-    def __init__(self, settings, tokenizer, rng, state=None):
-        s, self.tokenizer = settings, tokenizer
-        self.gpt = GPT(tokenizer.vocab_size, s["n_embd"], s["n_head"], s["n_layer"], s["block_size"], rng)
-        self.optimizer = Adam(self.gpt.params)
-        self.n_params = len(self.gpt.params)
-        if state is not None:
-            self.set_weights([x for rows in state["params"].values() for row in rows for x in row])
-            adam = state["adam"]
-            self.optimizer.t, self.optimizer.m, self.optimizer.v = adam["t"], list(adam["m"]), list(adam["v"])
-
-    @staticmethod
-    def memory_needed(settings, vocab_size, training):
-        """Bytes for the model (and, to train, a graph and a batch), from the settings alone; measured with
-        tracemalloc: ~185 a parameter (Value, float, Adam's m, v), ~60 a parameter and position in a graph."""
-        n = count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
-        return n * 200 + (n * 60 * settings["block_size"] + settings["batch_size"] * 200 if training else 0)
-
-    memory_available = staticmethod(lambda settings: None)      # None: the machine's own, workbench.py asks
-
-    # Sections 7, 9 and 8. `gradients` and `nlls`: the documents' parts from workbench.py's worker processes,
-    # each an Engine given these weights (set_weights) and asked for document_gradients or document_nlls.
-    def train(self, docs, start_step, on_step, steps, lr, warmup_steps, min_lr, batch_size, grad_clip,
-              gradients=None):
-        return train(self.gpt, self.optimizer, self.tokenizer, docs, steps, lr, warmup_steps, min_lr,
-                     batch_size, grad_clip, start_step, on_step, gradients)
-    def evaluate(self, docs, nlls=None): return evaluate(self.gpt, self.tokenizer, docs, nlls)
-    def sample(self, rng, temperature, top_k, prefix):
-        return sample(self.gpt, self.tokenizer, rng, temperature, top_k, prefix)
-    def document_gradients(self, batch, n_tokens): return list(document_gradients(self.gpt, batch, n_tokens))
-    def document_nlls(self, batch): return [document_nll(self.gpt, tokens) for tokens in batch]
-    def weights(self): return self.gpt.weights()
-    def set_weights(self, flat):
-        for p, x in zip(self.gpt.params, flat):             # a float per parameter, in state_dict order
-            p.data = x
-
-    def state(self):
-        """What a checkpoint keeps of the model: {"params": weights(), "adam": {"t", "m", "v"}}, m and v a float
-        per parameter in state_dict order: Adam's next steps depend on them as much as on the weights.
-        (workbench.py adds the step, the settings, the vocabulary, the random state and the history.)"""
-        adam = self.optimizer
-        return {"params": self.gpt.weights(), "adam": {"t": adam.t, "m": list(adam.m), "v": list(adam.v)}}
+def main(argv):
+    """`python3 microgpt.py [options]`: workbench.py's command line when it is beside this file, else run()
+    with DEFAULTS. Returns the exit status; an ending says at most one line: 2 for a missing data file or
+    options without workbench.py, 130 for Ctrl-C, 141 (silent) when the output's reader goes away (| head)."""
+    try:
+        try:
+            import workbench                                # options, checkpoints, watching
+            return workbench.main(argv)
+        except ModuleNotFoundError as e:
+            if e.name != "workbench":
+                raise
+        if argv:
+            print("microgpt: error: options need workbench.py beside microgpt.py", file=sys.stderr)
+            return 2
+        run(DEFAULTS)
+        return 0
+    except FileNotFoundError as e:                          # the data: names.txt comes with microgpt
+        print(f"microgpt: error: {e.filename} not found; put names.txt from microgpt beside this file (`make "
+              f"names` rebuilds it), or any text file with one name per line", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("microgpt: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:                                 # nothing more can be shown, so nothing is said
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
-    # One module, whoever imports it: workbench.py's `import microgpt` must not load this file a second time.
-    sys.modules["microgpt"] = sys.modules[__name__]
-    try:
-        import workbench
-    except ModuleNotFoundError as e:                        # microgpt.py alone: section 9's run, as it is
-        if e.name != "workbench":
-            raise
-        if sys.argv[1:]:
-            sys.exit("microgpt: error: options need workbench.py beside microgpt.py")
-        run(DEFAULTS)
-    except KeyboardInterrupt:                               # Ctrl-C while the workbench is still loading
-        print("microgpt: interrupted", file=sys.stderr)
-        sys.exit(130)
-    else:
-        sys.exit(workbench.main(sys.argv[1:]))
+    sys.modules["microgpt"] = sys.modules[__name__]         # one module: workbench's `import microgpt` is this
+    sys.exit(main(sys.argv[1:]))

@@ -66,7 +66,7 @@ class GPT(torch.nn.Module):
             self.register_parameter(name.replace(".", "_"), self.w[name])
         self.n_head, self.n_layer = n_head, sum(name.endswith("attn_wq") for name in weights)
         self.block_size, self.n_embd = self.w["wpe"].shape
-        self.head_dim = microgpt.head_dim(self.n_embd, n_head)
+        self.head_dim = self.n_embd // n_head                  # (the workbench checked n_head divides it)
 
     def forward(self, idx):
         """Token ids (B, T) -> logits (B, T, V): microgpt.GPT.__call__, for every position at once."""
@@ -194,7 +194,7 @@ def start(device_name):
 
 
 class Engine:
-    """microgpt.Engine's interface over tensors: a GPT of this file, torch's Adam with microgpt.Adam's
+    """workbench.MicrogptEngine's interface over tensors: a GPT of this file, torch's Adam with microgpt.Adam's
     constants, and, under torchrun, DistributedDataParallel. Its own settings: --device and --dtype.
     torch's Adam is microgpt's update, lr * m_hat / (sqrt(v_hat) + eps), up to rounding: it divides
     sqrt(v) by sqrt(1 - beta2^t) where microgpt takes the square root of the quotient."""
@@ -231,7 +231,7 @@ class Engine:
     @staticmethod
     def memory_needed(settings, vocab_size, training):
         """Bytes for the weights, gradients, Adam's moments and one batch's activations (a generous count)."""
-        n = microgpt.count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
+        n = workbench.count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
         B, T, C = settings["batch_size"], settings["block_size"], settings["n_embd"]
         floats = 4 * n + B * T * (settings["n_layer"] * (16 * C + 3 * settings["n_head"] * T) + 3 * vocab_size)
         return floats * torch.finfo(getattr(torch, settings["dtype"])).bits // 8
@@ -266,7 +266,7 @@ class Engine:
         return {name: p.tolist() for name, p in self.model.w.items()}
 
     def state(self):
-        """microgpt.Engine.state: the parameters, and Adam's (t, m, v), m and v a float per parameter in
+        """workbench.MicrogptEngine.state: the parameters, and Adam's (t, m, v), m and v a float per parameter in
         state_dict order (zeros before the first step)."""
         states = [self.optimizer.state.get(p, {}) for p in self.model.w.values()]
         if not states[0]:

@@ -7,7 +7,7 @@ CSV log, periodic saves, Ctrl-C), the loss curve, and what looking inside a mode
 of it changes what the model computes. `python3 microgpt.py [options]` runs it with microgpt.py's engine,
 `python3 microgpt_torch.py [options]` with the PyTorch twin's. Standard library only.
 
-The engine interface. An engine is a class (microgpt.Engine, microgpt_torch.Engine) that provides:
+The engine interface. An engine is a class (MicrogptEngine below, microgpt_torch.Engine) that provides:
 
   Engine(settings, tokenizer, rng, state=None)
       a model sized by the settings n_embd, n_head, n_layer, block_size (and the engine's own options),
@@ -54,6 +54,8 @@ import os
 import pickle
 import random
 import select
+import shlex
+import shutil
 import signal
 import stat
 import subprocess
@@ -99,6 +101,123 @@ def shown(text, limit=120):
     every unprintable character escaped (a terminal escape never reaches the terminal) and cut."""
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ----------------------------------------------------------------------------------------------------
+# microgpt.py's engine: its GPT and Adam behind the interface above. What exists only to share a batch
+# among processes, or only for speed, is here rather than in the textbook.
+
+def count_parameters(vocab_size, n_embd, n_layer, block_size):
+    """The number of parameters microgpt.parameter_shapes describes, by arithmetic alone (a model too big to
+    build is counted at once): (2 vocab_size + block_size) n_embd for the embeddings and lm_head, 12
+    n_embd^2 per layer (4 for attention, 8 for the MLP). 4,192 with the defaults and 27 tokens."""
+    return (2 * vocab_size + block_size) * n_embd + 12 * n_layer * n_embd ** 2
+
+
+def perplexity(loss):
+    """exp(loss), the number of equally likely tokens that would be as uncertain; inf past a float's range."""
+    return math.exp(loss) if loss < 709.0 else math.inf
+
+
+class MicrogptEngine:
+    """microgpt.GPT and its microgpt.Adam as an engine (this module's docstring). The settings n_embd, n_head,
+    n_layer and block_size size the GPT; its first weights are drawn from rng; `state`, what state()
+    returned (a checkpoint's), replaces them and the fresh Adam's state."""
+    inside = "inside"                                       # the module that looks inside its models
+
+    def __init__(self, settings, tokenizer, rng, state=None):
+        s, self.tokenizer = settings, tokenizer
+        self.gpt = microgpt.GPT(tokenizer.vocab_size, s["n_embd"], s["n_head"], s["n_layer"], s["block_size"],
+                                rng)
+        self.optimizer = microgpt.Adam(self.gpt.params)
+        self.n_params = len(self.gpt.params)
+        if state is not None:
+            self.set_weights([x for rows in state["params"].values() for row in rows for x in row])
+            adam = state["adam"]
+            self.optimizer.t, self.optimizer.m, self.optimizer.v = adam["t"], list(adam["m"]), list(adam["v"])
+
+    @staticmethod
+    def memory_needed(settings, vocab_size, training):
+        """Bytes for the model (and, to train, a graph and a batch), from the settings alone; measured with
+        tracemalloc: ~185 a parameter (Value, float, Adam's m, v), ~60 a parameter and position in a graph."""
+        n = count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
+        return n * 200 + (n * 60 * settings["block_size"] + settings["batch_size"] * 200 if training else 0)
+
+    memory_available = staticmethod(lambda settings: None)      # None: the machine's own
+
+    def train(self, docs, start_step, on_step, steps, lr, warmup_steps, min_lr, batch_size, grad_clip,
+              gradients=None):
+        """microgpt.train. `gradients(batch, n_tokens)`, if given, computes the documents' parts elsewhere
+        (document_gradients, in worker processes); they are added here as microgpt.batch_gradient adds
+        them, so the numbers are the same. The cyclic garbage collector is off meanwhile: a graph has no
+        cycle, reference counting frees it, and the collector's walks would cost 10% for nothing."""
+        gradient = microgpt.batch_gradient if gradients is None else (
+            lambda gpt, batch: self.added(batch, gradients))
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return microgpt.train(self.gpt, self.optimizer, self.tokenizer, docs, steps, lr, warmup_steps, min_lr,
+                                  batch_size, grad_clip, start_step, on_step, gradient)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def added(self, batch, gradients):
+        """The batch's loss, its gradient left in p.grad: the parts gradients(batch, n_tokens) gives, added in
+        order from 0, term for term as microgpt.batch_gradient adds them."""
+        n_tokens = sum(microgpt.n_predicted(tokens, self.gpt.block_size) for tokens in batch)
+        loss, summed = 0.0, [0.0] * self.n_params
+        for doc_loss, grads in gradients(batch, n_tokens):
+            loss += doc_loss
+            summed = [g + x for g, x in zip(summed, grads)]
+        for p, g in zip(self.gpt.params, summed):
+            p.grad = g
+        return loss
+
+    def document_gradients(self, batch, n_tokens):
+        """Each document's part of a batch (microgpt.document_gradient), in order: (its loss / n_tokens, its
+        gradient, a float per parameter), each computed from 0; p.grad is left at 0."""
+        parts = []
+        for tokens in batch:
+            doc_loss = microgpt.document_gradient(self.gpt, tokens, n_tokens)
+            parts.append((doc_loss, [p.grad for p in self.gpt.params]))
+            for p in self.gpt.params:
+                p.grad = 0.0
+        return parts
+
+    def document_nlls(self, batch):
+        """For each document: (its cross-entropies summed, in nats; its predicted tokens), summed as
+        microgpt.evaluate sums them."""
+        with microgpt.no_grad():
+            losses = [microgpt.document_losses(self.gpt, tokens) for tokens in batch]
+        return [(sum(loss.data for loss in doc), len(doc)) for doc in losses]
+
+    def evaluate(self, docs, nlls=None):
+        """microgpt.evaluate; given `nlls`, the documents' document_nlls computed elsewhere, added in order."""
+        if nlls is None:
+            return microgpt.evaluate(self.gpt, self.tokenizer, docs)
+        loss_sum, n_tokens = 0.0, 0
+        for doc_sum, n in nlls:
+            loss_sum += doc_sum
+            n_tokens += n
+        return loss_sum / n_tokens, n_tokens
+
+    def sample(self, rng, temperature, top_k, prefix):
+        return microgpt.sample(self.gpt, self.tokenizer, rng, temperature, top_k, prefix)
+
+    def weights(self):
+        return self.gpt.weights()
+
+    def set_weights(self, flat):
+        """A float per parameter, in state_dict order."""
+        for p, x in zip(self.gpt.params, flat):
+            p.data = x
+
+    def state(self):
+        """What a checkpoint keeps of the model: {"params": weights(), "adam": {"t", "m", "v"}}, m and v a float
+        per parameter in state_dict order: Adam's next steps depend on them as much as on the weights."""
+        adam = self.optimizer
+        return {"params": self.gpt.weights(), "adam": {"t": adam.t, "m": list(adam.m), "v": list(adam.v)}}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -172,6 +291,9 @@ SETTINGS = [
     Setting("resume", None, str, A_FILE_NAME, "checkpoint", "continue the run saved in PATH exactly", "PATH"),
     Setting("load", None, str, A_FILE_NAME, "checkpoint", "sample from the model saved in PATH, without training",
             "PATH"),
+    Setting("new_data", None, bool, ANY, "checkpoint", "with --resume: train on a data file that is not the text "
+            "the checkpoint was trained on; its validation history (another text's losses) starts again",
+            metavar=None),
     Setting("workers", None, int, (lambda v: 1 <= v <= 256, "from 1 to 256"), "machine", "processes that share "
             "each batch's documents and each evaluation's, with the same results whatever their number",
             shown="this machine's cores, at most 8"),
@@ -233,9 +355,7 @@ def check_value(setting, value, name):
 
 def check_together(s, name):
     """The rules between settings of a run `s`; name(key) is how errors call a setting."""
-    try:
-        microgpt.head_dim(s["n_embd"], s["n_head"])
-    except ValueError:
+    if s["n_embd"] % s["n_head"]:              # (microgpt.GPT's rule: each head reads an equal slice)
         raise DataError(f"{name('n_embd')} {s['n_embd']} must be divisible by {name('n_head')} {s['n_head']}")
     if s["min_lr"] > s["lr"]:
         raise DataError(f"{name('min_lr')} {s['min_lr']} is above {name('lr')} {s['lr']}; the learning rate "
@@ -268,7 +388,9 @@ def build_parser(Engine, description):
         title = GROUPS.get(s.group, s.group)
         group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
         kind = {"metavar": s.metavar, "help": s.described(), "choices": s.choices}
-        if s.const is not None:
+        if s.kind is bool:                                  # a switch: given or not
+            group.add_argument(s.option, action="store_const", const=True, help=kind["help"])
+        elif s.const is not None:
             group.add_argument(s.option, nargs="?", const=s.const, **kind)
         else:
             group.add_argument(s.option, type=s.kind, **kind)
@@ -279,7 +401,7 @@ def parse_args(argv, Engine=None, description="Train a tiny GPT on a list of nam
                                              "document per line) and sample new ones."):
     """Options -> argparse.Namespace. Raises DataError for an unknown option, a value of the wrong type,
     or options that cannot go together."""
-    args = build_parser(Engine or microgpt.Engine, description).parse_args(argv)
+    args = build_parser(Engine or MicrogptEngine, description).parse_args(argv)
     for action in ("explain", "gradcheck"):                 # not options of an engine that cannot look inside
         args.__dict__.setdefault(action, None)
     checks = [
@@ -289,6 +411,8 @@ def parse_args(argv, Engine=None, description="Train a tiny GPT on a list of nam
          "--load samples from a saved model without training; use --resume PATH to train further"),
         (args.load is not None and (args.save or args.log or args.save_every),
          "--load samples without training, so --save, --save-every and --log have nothing to write"),
+        (args.new_data and args.resume is None, "--new-data goes with --resume: it trains a saved model on "
+                                                "another text"),
     ]
     for failed, message in checks:
         if failed:
@@ -491,7 +615,7 @@ def settings_description(Engine):
 
 def state_description(settings, config, step):
     """What follows the settings in a checkpoint, its lengths tied to the configuration and the step."""
-    n_params = microgpt.count_parameters(config["vocab_size"], settings["n_embd"], settings["n_layer"],
+    n_params = count_parameters(config["vocab_size"], settings["n_embd"], settings["n_layer"],
                                          settings["block_size"])
     shapes = microgpt.parameter_shapes(config["vocab_size"], settings["n_embd"], settings["n_layer"],
                                        settings["block_size"])
@@ -530,7 +654,7 @@ def validate_checkpoint(state, path, size, Engine):
     try:
         head, config = check_head(state, Engine)
         s = head["settings"]
-        n = microgpt.count_parameters(config["vocab_size"], s["n_embd"], s["n_layer"], s["block_size"])
+        n = count_parameters(config["vocab_size"], s["n_embd"], s["n_layer"], s["block_size"])
         if 2 * n > size:
             raise DataError(f"its configuration has {n:,} parameters, more than its {size:,} bytes can hold")
         rest = state_description(s, config, head["step"]).check(state, "")
@@ -582,7 +706,7 @@ def load_checkpoint(path, Engine=None):
         raise DataError(f"checkpoint {shown(path)} is not valid JSON, perhaps truncated ({e})")
     except RecursionError:
         raise DataError(f"checkpoint {shown(path)} is JSON nested too deeply to be a checkpoint")
-    return validate_checkpoint(state, path, len(text), Engine or microgpt.Engine)
+    return validate_checkpoint(state, path, len(text), Engine or MicrogptEngine)
 
 
 def physical_memory():
@@ -605,7 +729,7 @@ def check_memory(Engine, settings, vocab_size, training):
     need = Engine.memory_needed(settings, vocab_size, training) * (workers or 1)
     have = memory_available(Engine, settings)
     if have and need > have:
-        n = microgpt.count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
+        n = count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
         raise DataError(f"a model of n_embd {settings['n_embd']}, n_layer {settings['n_layer']} and block_size "
                         f"{settings['block_size']} (batch {settings['batch_size']}) has {n:,} parameters and "
                         f"needs about {need / 1e9:,.1f} GB here" + (f" in {workers} processes" if workers else "") +
@@ -620,10 +744,11 @@ def read_inputs(args, Engine):
     checkpoint = load_checkpoint(path, Engine) if path else None
     settings = resolve_settings(args, checkpoint, path, Engine)
     docs, sha256 = read_docs(settings["data"])
-    if checkpoint and args.resume and args.data is None and checkpoint["data_sha256"] not in (None, sha256):
-        raise DataError(f"data file {shown(settings['data'])} has changed since checkpoint {shown(path)} was saved "
-                        f"(its text's SHA-256 differs), so the run would not go on as it was; give --data "
-                        f"{shown(settings['data'])} to go on with the file as it is now")
+    if checkpoint and args.resume and not args.new_data and checkpoint["data_sha256"] not in (None, sha256):
+        raise DataError(f"data file {shown(settings['data'])} is not the text checkpoint {shown(path)} was trained "
+                        f"on (its SHA-256 differs), so the run would not go on as it was; give --new-data to train "
+                        f"it on this text all the same (its validation history starts again), or resume with its "
+                        f"own text")
     tokenizer = microgpt.Tokenizer(checkpoint["chars"]) if checkpoint else microgpt.Tokenizer.from_docs(docs)
     unknown = sorted(set("".join(docs)) - set(tokenizer.chars))
     if unknown and args.resume:
@@ -851,11 +976,25 @@ class Console:
             self.status_shown = False
         self.log(text)
 
-    def status(self, text):
+    def status(self, fields):
+        """On a terminal, the status line: `fields`, (text, rank) pairs, fitted() to the terminal's width."""
         if self.tty:
-            sys.stdout.write("\r\x1b[K" + text)
+            sys.stdout.write("\r\x1b[K" + fitted(fields, shutil.get_terminal_size().columns))
             sys.stdout.flush()
             self.status_shown = True
+
+
+def fitted(fields, width):
+    """The texts of `fields`, (text, rank) pairs, in their order, joined by ' | ' (by a space before a text
+    in brackets, a note on the one before), in at most width - 1 characters: a line that reaches the last
+    column wraps on some terminals, and every redraw would leave a row behind. The fields of the highest
+    rank (the least useful) are dropped first; if what is left is still too long, it is cut."""
+    def joined(fields):
+        return "".join((" " if text.startswith("(") else " | ") * (i > 0) + text for i, (text, _) in enumerate(fields))
+    fields, room = list(fields), max(width - 1, 1)
+    while len(fields) > 1 and len(joined(fields)) > room:
+        fields.remove(max(fields, key=lambda field: field[1]))
+    return joined(fields)[:room]
 
 
 class Clock:
@@ -895,7 +1034,7 @@ class CsvLog:
         self.writer = csv.writer(self.file)
         self.write(self.COLUMNS)
         for name, loss in (baselines or {}).items():        # a row per baseline: kind is its name, val_loss its loss
-            self.write([name] + [""] * 10 + [loss, microgpt.perplexity(loss)])
+            self.write([name] + [""] * 10 + [loss, perplexity(loss)])
         evals = {row["step"]: row for row in metrics["eval"]}
         for row in metrics["train"]:
             self.train(row)
@@ -915,7 +1054,7 @@ class CsvLog:
     def eval(self, row):
         if row["val_loss"] is not None:
             self.write(["eval", row["step"]] + [""] * 8 +
-                       [row["train_loss"], row["val_loss"], microgpt.perplexity(row["val_loss"])])
+                       [row["train_loss"], row["val_loss"], perplexity(row["val_loss"])])
 
     def close(self):
         """Close the file; returns the OutputError of a failed last write, or None."""
@@ -1006,8 +1145,10 @@ class Watch:
             return
         recent = [row["loss"] for row in self.r.metrics["train"][-20:]]
         speed = self.r.metrics["train"][-1]["tokens_per_sec"]
-        self.r.console.status(f"step {n:4d} / {N:4d} | loss {sum(recent) / len(recent):.4f} (mean of "
-                              f"{counted(len(recent), 'step')}) | lr {lr:.5f} | {speed:,.0f} tokens/s | {left} left")
+        # Each field with its rank: the order in which they give way to a narrow terminal, the highest first.
+        self.r.console.status([(f"step {n:4d} / {N:4d}", 0), (f"loss {sum(recent) / len(recent):.4f}", 0),
+                               (f"(mean of {counted(len(recent), 'step')})", 4), (f"lr {lr:.5f}", 2),
+                               (f"{speed:,.0f} tokens/s", 3), (f"{left} left", 1)])
 
     def time_left(self):
         """Seconds the run has left: its steps to go at this session's pace, and its evaluations to go at
@@ -1106,7 +1247,7 @@ def evaluation(r, step, train_losses):
 
 def perplexity_text(loss):
     """exp(loss) as printed: two decimals, or three digits and an exponent once it is large (1.2e+300, inf)."""
-    ppl = microgpt.perplexity(loss)
+    ppl = perplexity(loss)
     return f"{ppl:.2f}" if ppl < 1e6 else f"{ppl:.3g}"
 
 
@@ -1223,9 +1364,18 @@ def print_explanation(r, doc, x, note=""):
         f"learning rate {step['lr']:.5f}")
     log("  matrix            gradient norm   update / weight (RMS, log10)")
     for matrix, (norm, ratio) in step["matrices"].items():
-        log(f"  {matrix:<16} {norm:12.6f}   {math.log10(ratio) if ratio else -math.inf:8.2f}")
-    log("  (an update near 1e-3 of the weights, log10 -3, is the usual healthy size; far above, the learning "
-        "rate is too high for that matrix; far below, it barely learns)")
+        size = math.log10(ratio) if ratio else -math.inf
+        said = ("   too high" if size > RATIO_TOO_HIGH else "   barely moves" if size < RATIO_BARELY else "")
+        log(f"  {matrix:<16} {norm:12.6f}   {size:8.2f}{said}")
+    log(f"  (log10 of Adam's update over the weights. At the default lr 0.01 this model's first step is -1.3 to "
+        f"-0.9 (Adam's first steps are about lr, the weights about 0.08), a trained one's -2.0 to -1.6; at 20 times "
+        f"that lr, the high-lr trap's first step, 0.0 to 0.4: above {RATIO_TOO_HIGH:g} the learning rate is too "
+        f"high for that matrix; below {RATIO_BARELY:g} it barely learns)")
+
+
+# The update-to-weight ratio's bounds, log10, measured on this model (python3 traps.py high-lr, --explain): the
+# default lr's steps lie between them, the high-lr trap's first steps above, and the cosine's last below.
+RATIO_TOO_HIGH, RATIO_BARELY = -0.5, -3.0
 
 
 def print_attention(r, x, labels):
@@ -1284,7 +1434,7 @@ def print_verdict(r, report, tolerance=1e-4):
 # ----------------------------------------------------------------------------------------------------
 # 7. Worker processes (--workers): a batch's documents, and an evaluation's, shared among processes.
 # The engine adds the documents' parts up in their order, so the numbers are the same whoever computed
-# each part (microgpt.batch_gradient, microgpt.evaluate).
+# each part (MicrogptEngine.added, MicrogptEngine.evaluate).
 
 class WorkerError(Exception):
     """A worker process died or failed: main() prints the message on one line and exits with status 70,
@@ -1309,7 +1459,7 @@ def worker_main():
     document_nlls), or the error that stopped it. Stdin's end, which comes however the run's process ended
     (killed included), ends it. It has a session of its own, so a terminal's Ctrl-C and a signal to the
     run's process group reach only the run, which finishes its step and closes the pipes."""
-    gc.disable()                            # as in microgpt.train_step: a graph has no cycle to collect
+    gc.disable()                            # as MicrogptEngine.train does: a graph has no cycle to collect
     parent = os.getppid()
 
     def orphaned():                         # the run killed mid-share: the share is not waited for
@@ -1600,9 +1750,8 @@ def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, clai
     """The run of prepare(): the documents shuffled by the seed and split, the engine built (or restored)."""
     rng = random.Random(settings["seed"])
     rng.shuffle(docs)                                       # the seed fixes the order and so the split
-    try:
-        train_docs, val_docs = microgpt.split_docs(docs, settings["val_fraction"])
-    except ValueError:
+    train_docs, val_docs = microgpt.split_docs(docs, settings["val_fraction"])
+    if not train_docs:
         raise DataError(f"--val-fraction {settings['val_fraction']} of {len(docs)} documents leaves none to "
                         f"train on; lower --val-fraction or add documents")
     engine = Engine(settings, tokenizer, rng, checkpoint)   # the first weights come from rng, as in section 9
@@ -1611,6 +1760,8 @@ def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, clai
         rng.setstate(checkpoint["rng_state"])
         if args.resume:
             step, metrics = checkpoint["step"], checkpoint["metrics"]
+        if args.resume and checkpoint["data_sha256"] not in (None, sha256):    # --new-data: another text's
+            metrics = {"train": metrics["train"], "eval": []}   # validation losses are not comparable to this one's
     eval_docs = val_docs[:settings["eval_docs"]] if settings["eval_docs"] else val_docs
     return Run(args=args, Engine=Engine, log=log, console=Console(log), checkpoint=checkpoint, settings=settings,
                workers=None,
@@ -1702,7 +1853,9 @@ def checkpoint_notes(r):
                          f"{shown(saved['log'])} to go on with it")
     if r.checkpoint["data_sha256"] not in (None, r.data_sha256):
         notes.append(f"  the data file {shown(s['data'])} is not the text the checkpoint was trained on (its "
-                     f"SHA-256 differs): the documents, their order and split are this file's")
+                     f"SHA-256 differs): the documents, their order and split are this file's" +
+                     (f"; its validation history starts again at step {r.step} (its validation losses were "
+                      f"another text's)" if r.args.resume else ""))
     return notes
 
 
@@ -1782,7 +1935,7 @@ def interrupted(r, step, signum):
     where = f"interrupted at step {step}" if signum == signal.SIGINT else f"stopped by {name} at step {step}"
     if s["save"]:
         r.save(step)
-        text = f"{where}: saved {shown(s['save'])}; continue with --resume {shown(s['save'])}"
+        text = f"{where}: saved {shown(s['save'])}; continue with {resume_command(s)}"
     else:
         text = f"{where}: nothing saved (give --save PATH to keep a run)"
     try:
@@ -1790,6 +1943,13 @@ def interrupted(r, step, signum):
     except OSError:                             # a closed terminal (SIGHUP): the checkpoint is what matters
         pass
     return 128 + signum
+
+
+def resume_command(settings):
+    """The options that go on with a run saved to settings["save"]: --resume, and every output the run had
+    that a checkpoint never names (WRITTEN: --log)."""
+    return " ".join([f"--resume {shlex.quote(shown(settings['save']))}"] +
+                    [f"--{key} {shlex.quote(shown(settings[key]))}" for key in WRITTEN if key != "save" and settings[key]])
 
 
 def sample_run(r):
@@ -1838,7 +1998,7 @@ def follow(r):
 
 def run(args, Engine=None, leader=True, log=print):
     """The whole program for parsed options. Returns the exit status; raises DataError for bad input."""
-    r = prepare(args, Engine or microgpt.Engine, leader, log)
+    r = prepare(args, Engine or MicrogptEngine, leader, log)
     try:
         if not leader:
             return follow(r)
@@ -1884,7 +2044,7 @@ def raise_stopped(signum, frame):
 
 
 def main(argv=None, Engine=None, program="microgpt", leader=True, description=None):
-    """The command line of `python3 microgpt.py` (Engine None: microgpt.Engine) or of another engine's
+    """The command line of `python3 microgpt.py` (Engine None: MicrogptEngine) or of another engine's
     program. Returns the exit status: 0, 1 (a failed gradient check), 2 (bad input), 70 (a worker process
     died), 74 (an output could not be written), 128 + a signal's number (130 Ctrl-C, 143 SIGTERM, 129
     SIGHUP), 141 (the output's reader went away); each failure says why in one line on stderr."""

@@ -38,8 +38,8 @@ def make_run(docs, n):
     """What workbench.Workers needs of a run, with its own engine, and its Workers (None for 1)."""
     tokenizer = microgpt.Tokenizer.from_docs(docs)
     settings = dict(microgpt.DEFAULTS, batch_size=BATCH, workers=n)
-    r = SimpleNamespace(Engine=microgpt.Engine, settings=settings, tokenizer=tokenizer,
-                        engine=microgpt.Engine(settings, tokenizer, random.Random(1)))
+    r = SimpleNamespace(Engine=workbench.MicrogptEngine, settings=settings, tokenizer=tokenizer,
+                        engine=workbench.MicrogptEngine(settings, tokenizer, random.Random(1)))
     r.workers = workbench.Workers(n, r) if n > 1 else None
     if r.workers:
         r.workers.start()

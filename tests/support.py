@@ -15,7 +15,7 @@ if ROOT not in sys.path:
 
 import inside  # noqa: E402  (after the path is set; the tests import these from here)
 import microgpt  # noqa: E402
-import workbench  # noqa: E402,F401
+import workbench  # noqa: E402
 
 SCRIPT = os.path.join(ROOT, "microgpt.py")
 NAMES = os.path.join(ROOT, "names.txt")

@@ -66,11 +66,11 @@ class TestWhatACheckpointHolds(CheckpointCase):
         with open(self.data, "rb") as f:
             self.assertEqual(state["data_sha256"], hashlib.sha256(f.read()).hexdigest())
         self.assertEqual(state["config"], {"vocab_size": 22, "n_embd": 8, "n_head": 2, "n_layer": 1,
-                                           "block_size": 8})
+                                           "block_size": 16})
         self.assertEqual(state["adam"]["t"], 3)
         self.assertEqual(len(state["metrics"]["train"]), 3)
         self.assertEqual(state["settings"]["data"], os.path.abspath(self.data))
-        self.assertEqual(set(state["settings"]), {s.name for s in workbench.kept(microgpt.Engine)})
+        self.assertEqual(set(state["settings"]), {s.name for s in workbench.kept(workbench.MicrogptEngine)})
 
     def test_resume_after_25_steps_is_bit_for_bit_the_uninterrupted_40(self):
         full, half, end = (os.path.join(self.tmp, name) for name in ("full.json", "half.json", "end.json"))
@@ -117,12 +117,34 @@ class TestResumeRefusesAnotherRun(CheckpointCase):
     def test_another_model_size(self):
         path = self.checkpoint()
         self.fails("--resume", path, "--n-embd", 16, says="has n_embd 8, not 16")
-        self.fails("--load", path, "--block-size", 16, says="has block_size 8, not 16")
+        self.fails("--load", path, "--block-size", 8, says="has block_size 16, not 8")
 
     def test_data_of_another_vocabulary(self):
         path = self.checkpoint()
         other = write_file(self.tmp, "other.txt", "zoë\nemma\n")
-        self.fails("--resume", path, "--data", other, says="has characters checkpoint")
+        self.fails("--resume", path, "--data", other, "--new-data", says="has characters checkpoint")
+
+    def test_other_data_is_refused_unless_asked_for_and_then_starts_its_history_again(self):
+        """Bugs: another data file resumed after a notice only (the run overwrites its checkpoint, and its
+        summary compares validation losses of two texts); --new-data keeping the old text's history."""
+        path = os.path.join(self.tmp, "model.json")
+        self.ok("--steps", 20, "--samples", 0, "--save", path)
+        other = write_file(self.tmp, "other.txt", "\n".join(reversed(FEW_NAMES)) + "\nemma\n")
+        with open(path, "rb") as f:
+            before = f.read()
+        line = self.fails("--resume", path, "--data", other, says="is not the text checkpoint")
+        self.assertIn("give --new-data to train it on this text all the same", line)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), before)                          # nothing written
+        out = self.ok("--resume", path, "--data", other, "--new-data", "--steps", 40)
+        self.assertIn("its validation history starts again at step 20", out)
+        state = workbench.load_checkpoint(path)
+        self.assertEqual([row["step"] for row in state["metrics"]["eval"]], [30, 40])    # not 10, 20: the old text's
+        self.assertEqual([row["step"] for row in state["metrics"]["train"]], list(range(1, 41)))
+        with open(other, "rb") as f:
+            self.assertEqual(state["data_sha256"], hashlib.sha256(f.read()).hexdigest())
+        self.assertRegex(out, r"where it stands: val loss \d\.\d{4} at step 40 ")
+        self.fails("--new-data", "--steps", 3, says="--new-data goes with --resume")
 
     def test_fewer_steps_than_done(self):
         path = self.checkpoint()
@@ -219,8 +241,9 @@ class TestCtrlCThenResume(TempDirTestCase, unittest.TestCase):
         self.assertNotIn("Traceback", err)
         last = out.strip().splitlines()[-1]
         path = os.path.join(self.tmp, "part", "run.json")
+        log = os.path.join(self.tmp, "part", "run.csv")        # every output the run had, --log too
         match = re.fullmatch(rf"interrupted at step (\d+): saved {re.escape(path)}; continue with --resume "
-                             rf"{re.escape(path)}", last)
+                             rf"{re.escape(path)} --log {re.escape(log)}", last)
         self.assertIsNotNone(match, last)
         return int(match.group(1))
 
@@ -436,10 +459,10 @@ import random, sys
 sys.path.insert(0, {root!r})
 import microgpt, workbench
 path = sys.argv[1]
-settings = {{**{{s.name: s.default for s in workbench.kept(microgpt.Engine)}}, "n_embd": 32, "n_layer": 2,
+settings = {{**{{s.name: s.default for s in workbench.kept(workbench.MicrogptEngine)}}, "n_embd": 32, "n_layer": 2,
             "block_size": 16, "data": "names.txt", "save": path}}
 tokenizer = microgpt.Tokenizer([chr(97 + i) for i in range(26)])
-engine = microgpt.Engine(settings, tokenizer, random.Random(0))
+engine = workbench.MicrogptEngine(settings, tokenizer, random.Random(0))
 texts = []
 for step in (1, 2):               # two checkpoints, as a run writes them, one step apart
     engine.optimizer.t = step
@@ -482,10 +505,10 @@ class TestKilledWhileSaving(TempDirTestCase, unittest.TestCase):
                 self.assertIn(state["step"], (1, 2))        # the old checkpoint or the new one
         leftovers = [name for name in os.listdir(self.tmp) if name != "run.json"]
         # a later save that completes leaves nothing behind, whatever the killed ones left
-        settings = {**{s.name: s.default for s in workbench.kept(microgpt.Engine)}, "n_embd": 8, "n_head": 2,
+        settings = {**{s.name: s.default for s in workbench.kept(workbench.MicrogptEngine)}, "n_embd": 8, "n_head": 2,
                     "data": "x"}
         tokenizer = microgpt.Tokenizer([chr(97 + i) for i in range(26)])
-        engine = microgpt.Engine(settings, tokenizer, random.Random(0))
+        engine = workbench.MicrogptEngine(settings, tokenizer, random.Random(0))
         workbench.write_atomically(path, workbench.checkpoint_text(engine.state(), tokenizer.chars, settings, 0,
                                                                    random.Random(0).getstate(),
                                                                    {"train": [], "eval": []}))

@@ -16,6 +16,7 @@ import unittest
 from support import (FEW_NAMES, FewNamesCase, ROOT, document_loss, gpt as make_gpt, inside, microgpt, replaced,
                      run_main, split_of, workbench, write_file)
 import reference.atomic as ref  # (support puts the project on the path)
+import traps
 
 Value = microgpt.Value
 
@@ -187,7 +188,7 @@ class TestTheTracedStepIsTheNextOne(InsideCase):
     def by_hand(self, state, lr):
         """log10 of each matrix's update ratio for Adam's step t + 1 from the checkpoint's m, v and t."""
         tokenizer = microgpt.Tokenizer(state["chars"])
-        engine = microgpt.Engine(state["settings"], tokenizer, random.Random(0), state)
+        engine = workbench.MicrogptEngine(state["settings"], tokenizer, random.Random(0), state)
         document_loss(engine.gpt, tokenizer.encode("ava")).backward()
         adam, t, i, ratios = state["adam"], state["adam"]["t"] + 1, 0, {}
         for name, mat in engine.gpt.state_dict.items():
@@ -232,7 +233,7 @@ class TestGradcheck(InsideCase):
         self.assertEqual(len(rows), 9)
         counts = {name: tuple(map(int, row)) for name, *row in rows}
         self.assertEqual(counts["wte"], (64, 64, 64, 432))           # 4 letters read (BOS e m a) x n_embd 16
-        self.assertEqual(counts["wpe"], (80, 80, 80, 128))           # 5 positions x 16
+        self.assertEqual(counts["wpe"], (80, 80, 80, 256))           # 5 positions x 16, of block_size 16
         self.assertEqual(counts["lm_head"][1:], (100, 432, 432))     # every logit: all reached, 100 sampled
 
     def test_it_checks_the_entries_the_document_reaches_and_counts_them(self):
@@ -283,7 +284,12 @@ class TestGradcheck(InsideCase):
         self.planted(microgpt, "softmax", softmax)
         status, out, err = run_main("--data", self.data, *self.SMALL, "--gradcheck", "emma")
         self.assertEqual(status, 1, err)
-        self.assertRegex(out, r"FAILED: layer0\.attn_w[qk] is off")          # where attention's softmax sits
+        self.assertRegex(out, r"gradcheck FAILED: \S+ is off by a relative")
+        worst = dict(re.findall(r"^  (\S+) +\d+ \( *\d+\) / +\d+ / \d+ +(\S+)$", out, re.M))
+        # off where attention's softmax sits, and in everything beneath it (the query, the key, and through
+        # them the embeddings); right in the value, the output projection, the MLP and lm_head, above it
+        self.assertEqual(sorted(name for name, error in worst.items() if float(error) > 1e-4),
+                         ["layer0.attn_wk", "layer0.attn_wq", "wpe", "wte"])
 
     def test_unknown_characters(self):
         status, out, err = run_main("--data", self.data, "--gradcheck", "x-1")
@@ -311,6 +317,33 @@ class TestWhatExplainSays(InsideCase):
         legend = re.search(r"Shades: ' ' under 10%, (.*) or more", out).group(1)
         shades = [(c, str(10 * i)) for i, c in enumerate(" .:-=+*#%@")][1:]
         self.assertEqual(re.findall(r"'(.)' (\d+)%", legend), shades)
+
+
+class TestTheUpdateRatioRule(unittest.TestCase):
+    """--explain's rule for the update-to-weight ratio, held to what the default model does: the bounds and
+    the ranges its footnote quotes are measured here, on names.txt, at the default lr and the high-lr trap's."""
+
+    def traced(self, *argv):
+        out = []
+        self.assertEqual(workbench.run(workbench.parse_args(["--explain", "emma", *map(str, argv)]), log=out.append), 0)
+        rows = re.findall(r"^  (wte|wpe|lm_head|layer0\.\w+) +\d+\.\d{6} +(-?\d+\.\d\d)(.*)$", "\n".join(out), re.M)
+        self.assertEqual(len(rows), 9)
+        return {name: (float(size), said.strip()) for name, size, said in rows}, out[-1]
+
+    def test_the_default_lr_is_within_the_bounds_and_the_high_lr_trap_above(self):
+        """Bugs: a rule that calls the project's own default too high (the 1e-3 of large models); bounds
+        that the high-lr trap's first step does not cross; a footnote quoting other numbers than these."""
+        default, footnote = self.traced()
+        self.assertEqual({said for _, said in default.values()}, {""})             # nothing flagged
+        sizes = [size for size, _ in default.values()]
+        self.assertTrue(all(workbench.RATIO_BARELY < size < workbench.RATIO_TOO_HIGH for size in sizes), sizes)
+        self.assertIn(f"first step is {min(sizes):.1f} to {max(sizes):.1f}", footnote)
+        high, _ = self.traced("--lr", traps.HIGH_LR)
+        self.assertEqual({said for _, said in high.values()}, {"too high"})       # every matrix flagged
+        sizes = [size for size, _ in high.values()]
+        low = round(min(sizes), 1) + 0.0                                          # (-0.02: "0.0", not "-0.0")
+        self.assertIn(f"the high-lr trap's first step, {low:.1f} to {max(sizes):.1f}", footnote)
+        self.assertIn(f"at {traps.HIGH_LR / traps.LR:.0f} times that lr", footnote)
 
 
 class TestTheGraphDrawn(unittest.TestCase):

@@ -5,6 +5,7 @@ import ast
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import unittest
@@ -47,14 +48,54 @@ class TestMicrogptAlone(TempDirTestCase, unittest.TestCase):
         self.assertEqual(samples(r.stdout), samples(recorded))
         val = re.search(r"^eval  500 \|.*(val loss \d\.\d{4} \| val perplexity \d+\.\d\d)$", recorded, re.M).group(1)
         self.assertIn(val, r.stdout)
-        self.assertIn("29,910 documents, vocab_size 27, 4,064 parameters", r.stdout)
+        self.assertIn("29,910 documents, vocab_size 27, 4,192 parameters", r.stdout)
 
     def test_alone_it_refuses_options_in_one_line(self):
         shutil.copy(SCRIPT, self.tmp)
         r = subprocess.run([sys.executable, "microgpt.py", "--steps", "3"], cwd=self.tmp, capture_output=True,
                            text=True, timeout=60)
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 2)
         self.assertEqual(r.stderr, "microgpt: error: options need workbench.py beside microgpt.py\n")
+
+    def test_alone_without_names_txt_it_says_where_to_get_it(self):
+        """Bug: the FileNotFoundError let through (a 15-line traceback), or caught with a message that does
+        not say where the data comes from."""
+        shutil.copy(SCRIPT, self.tmp)
+        r = subprocess.run([sys.executable, "microgpt.py"], cwd=self.tmp, capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 2)
+        path = os.path.join(os.path.realpath(self.tmp), "names.txt")
+        self.assertEqual(r.stderr, f"microgpt: error: {path} not found; put names.txt from microgpt beside this "
+                                   f"file (`make names` rebuilds it), or any text file with one name per line\n")
+        self.assertEqual(r.stdout, "")
+
+    def alone(self):
+        """microgpt.py and names.txt alone in self.tmp, started -> the process, its first line of output read."""
+        for name in (SCRIPT, NAMES):
+            shutil.copy(name, self.tmp)
+        p = subprocess.Popen([sys.executable, "microgpt.py"], cwd=self.tmp, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.addCleanup(p.kill)
+        first = p.stdout.readline()                 # the header: the run has started training
+        self.assertTrue(first.startswith(b"29,910 documents"), first)
+        return p
+
+    def test_alone_ctrl_c_ends_in_one_line_and_130(self):
+        """Bug: KeyboardInterrupt not caught (exit -2 and a traceback), or caught only while importing."""
+        p = self.alone()
+        p.stdout.readline()                         # a step line: training is under way
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+        self.assertEqual((p.returncode, err), (130, b"microgpt: interrupted\n"))
+
+    def test_alone_a_closed_pipe_ends_silently_in_141(self):
+        """Bug: BrokenPipeError let through (exit 1, a traceback), or a second one at exit as Python flushes
+        stdout (the descriptor not sent to /dev/null)."""
+        p = self.alone()
+        p.stdout.readline()
+        p.stdout.close()                            # as `| head -2` does after two lines
+        self.assertEqual(p.wait(timeout=60), 141)
+        self.assertEqual(p.stderr.read(), b"")
 
 
 COUNT_VALUES = """

@@ -7,15 +7,15 @@ import random
 import re
 import unittest
 
-from support import document_loss, NAMES, ROOT, assert_all_close, gpt as make_gpt, microgpt, schedule, tiny_gpt
+from support import document_loss, NAMES, ROOT, assert_all_close, gpt as make_gpt, microgpt, schedule, tiny_gpt, workbench
 import reference.atomic as ref  # (support puts the project on the path)
 from reference import classic
 
 
 class TestShape(unittest.TestCase):
-    def test_default_model_has_4064_parameters(self):
+    def test_default_model_has_4192_parameters(self):
         gpt = make_gpt(27)
-        self.assertEqual(len(gpt.params), 4064)
+        self.assertEqual(len(gpt.params), 4192)              # 27*16 + 16*16 + 27*16 + 4*16*16 + 2*64*16
         self.assertEqual(len(gpt.state_dict["layer0.mlp_fc1"]), 64)
         self.assertEqual(len(gpt.state_dict["layer0.mlp_fc1"][0]), 16)
 
@@ -31,7 +31,7 @@ class TestShape(unittest.TestCase):
         """Bug: head_dim's check removed (heads of n_embd // n_head would leave part of every vector unread)."""
         with self.assertRaisesRegex(ValueError, "n_embd 10 is not divisible by n_head 4"):
             make_gpt(27, n_embd=10, n_head=4)
-        self.assertEqual(microgpt.head_dim(16, 4), 4)
+        self.assertEqual(make_gpt(27, n_embd=16, n_head=4).head_dim, 4)
 
     def test_the_model_is_built_from_parameter_shapes_and_counted_by_arithmetic(self):
         """Bugs: a matrix of GPT that parameter_shapes does not describe (checkpoints are checked against it);
@@ -41,13 +41,13 @@ class TestShape(unittest.TestCase):
             shapes = microgpt.parameter_shapes(vocab_size, n_embd, n_layer, block_size)
             self.assertEqual(list(gpt.state_dict), list(shapes))
             self.assertEqual({name: (len(mat), len(mat[0])) for name, mat in gpt.state_dict.items()}, shapes)
-            count = microgpt.count_parameters(vocab_size, n_embd, n_layer, block_size)
+            count = workbench.count_parameters(vocab_size, n_embd, n_layer, block_size)
             self.assertEqual(count, len(gpt.params))
             self.assertEqual(count, sum(r * c for r, c in shapes.values()))
 
     def test_the_first_weights_are_initial_weights_in_order(self):
         """Bug: GPT drawing its weights in another order than initial_weights (the twin draws with it)."""
-        shapes = microgpt.parameter_shapes(27, 16, 1, 8)
+        shapes = microgpt.parameter_shapes(27, 16, 1, 16)
         want = microgpt.initial_weights(shapes, random.Random(3))
         self.assertEqual(make_gpt(27, seed=3).weights(), want)
 

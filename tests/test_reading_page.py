@@ -142,7 +142,7 @@ class TestReadingPage(unittest.TestCase):
             words, found = re.findall(r"[A-Za-z]{5,}", doc), iter(re.findall(r"[A-Za-z]{5,}", note))
             self.assertTrue(all(word in found for word in words), f"{name}: its docstring is not all in the prose")
             checked += 1
-        self.assertGreater(checked, 40)
+        self.assertGreaterEqual(checked, 35)            # (40 when this was written: the loop ran)
         module = microgpt.__doc__.split("\n")[0]
         self.assertIn(normalise(module), normalise(self.blocks[0]["note"]))
 
@@ -168,16 +168,15 @@ class TestReadingPage(unittest.TestCase):
             self.assertEqual(len(matches), 1, f"annotation at line {start + 1}: {text[:60]}")
             self.assertEqual(matches[0]["code"].split("\n")[0], following, f"annotation at line {start + 1}")
             checked += 1
-        self.assertGreaterEqual(checked, 40)
+        self.assertGreaterEqual(checked, 35)            # (38 when this was written: the loop ran)
 
     def test_sections_in_order_and_every_definition_anchored(self):
         titles = [h.split(":")[0] for h in self.parsed.headings]
         self.assertEqual(titles, ["Preamble", "1. Dataset", "2. Tokenizer", "3. Autograd", "4. Model", "5. Loss",
-                                  "6. Optimizer", "7. Training", "8. Sampling", "9. One run",
-                                  "10. The engine interface"])
+                                  "6. Optimizer", "7. Training", "8. Sampling", "9. One run"])
         self.assertNotIn("<details", self.page)                 # the page is the algorithm: nothing folded away
         self.assertIn('<a href="../workbench.py">workbench.py</a>', self.page)
-        for n in range(1, 11):
+        for n in range(1, 10):
             self.assertIn(f"sec-{n}", self.parsed.ids)
         defs, _ = docstrings()
         for name, _, _, kind in defs.values():
@@ -203,7 +202,7 @@ class TestReadingPage(unittest.TestCase):
         rng = random.Random(42)
         rng.shuffle(docs)
         tokenizer = microgpt.Tokenizer.from_docs(docs)
-        gpt = microgpt.GPT(tokenizer.vocab_size, 16, 4, 1, 8, rng)
+        gpt = microgpt.GPT(tokenizer.vocab_size, 16, 4, 1, 16, rng)
         losses = [x.data for x in microgpt.document_losses(gpt, tokenizer.encode("emma"))]
         figure = self.parsed.figures["fig-explain"]
         rows = re.findall(r"(\d) \| (\S+) \| (\S+) \| (\d\.\d{4}) \| (\d\.\d{4}) \|", figure)
@@ -223,7 +222,7 @@ class TestReadingPage(unittest.TestCase):
         rng = random.Random(42)
         rng.shuffle(docs)
         tokenizer = microgpt.Tokenizer.from_docs(docs)
-        model = classic.ClassicGPT.from_microgpt(microgpt.GPT(tokenizer.vocab_size, 16, 4, 1, 8, rng))
+        model = classic.ClassicGPT.from_microgpt(microgpt.GPT(tokenizer.vocab_size, 16, 4, 1, 16, rng))
         nodes, edges = graph_size(classic.document_loss(model, tokenizer.encode(docs[0])), model.params)
         figure = " ".join(self.parsed.figures["fig-graph"].split())
         self.assertIn(f"{nodes:,} nodes and {edges:,} edges, {round(nodes / 1878)} times the nodes", figure)
@@ -234,11 +233,11 @@ class TestReadingPage(unittest.TestCase):
         headless Chromium screenshot); a longer line wraps and breaks the table, and a line indented by less
         than two spaces leaves the table for a paragraph."""
         table = [line for line in microgpt.__doc__.splitlines() if re.match(r"^ +\d+\. ", line)]
-        self.assertEqual([int(line.split(".")[0]) for line in table], list(range(1, 11)))
+        self.assertEqual([int(line.split(".")[0]) for line in table], list(range(1, 10)))
         for line in table:
             self.assertLessEqual(len(line), 56, line)
             self.assertTrue(line.startswith("  "), line)
-        self.assertEqual(normalise(self.page).count("10. Engine what workbench.py drives"), 1)
+        self.assertEqual(normalise(self.page).count("9. One run sections 1-8 assembled"), 1)
 
     def test_the_picture_of_a_tiny_graph_or_a_word_that_it_is_missing(self):
         """Bug: a page that breaks where Graphviz is missing, or says nothing of the missing picture."""
@@ -303,8 +302,8 @@ class TestQuotedNumbers(unittest.TestCase):
         self.assertEqual((len(docs), docs[0], tokenizer.vocab_size, tokenizer.BOS), (29910, "emma", 27, 26))
         self.assertIn("names.txt: 29,910 names, 'emma' first", text)
         self.assertIn("a-z plus BOS: 27 tokens", text)
-        self.assertEqual(len(gpt.params), 4064)
-        self.assertIn("= 4,064 numbers with the defaults", text)
+        self.assertEqual(len(gpt.params), 4192)
+        self.assertIn("= 4,192 numbers with the defaults", text)
         self.assertIn(f"ln 27 = {math.log(27):.2f} for", text)
         self.assertIn("'emma' -> [BOS, 4, 12, 12, 0, BOS]", text)
         self.assertEqual(tokenizer.encode("emma")[1:-1], [4, 12, 12, 0])

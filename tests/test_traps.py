@@ -31,11 +31,11 @@ class TestTheCorrectLoopIsMicrogpts(unittest.TestCase):
     def test_the_start_is_microgpts_start(self):
         """traps.setup and run_one begin where a run of microgpt.py begins: the same split and weights."""
         start = traps.setup(NAMES, 42)
-        r = workbench.prepare(workbench.parse_args([]), microgpt.Engine, log=lambda *a: None)
+        r = workbench.prepare(workbench.parse_args([]), workbench.MicrogptEngine, log=lambda *a: None)
         self.assertEqual((start[1], start[2]), (r.train_docs, r.val_docs))
         rng = random.Random()
         rng.setstate(start[0])
-        gpt = microgpt.GPT(start[3].vocab_size, 16, 4, 1, 8, rng)
+        gpt = microgpt.GPT(start[3].vocab_size, 16, 4, 1, 16, rng)
         self.assertEqual(gpt.weights(), r.engine.weights())
 
 

@@ -65,7 +65,7 @@ class TestCsvLog(WatchCase):
 
         def train_step(gpt, opt, batch, *a):
             loss, norm = original_step(gpt, opt, batch, *a)
-            seen.append((loss, norm, sum(min(8, len(t) - 1) for t in batch)))
+            seen.append((loss, norm, sum(min(16, len(t) - 1) for t in batch)))
             return loss, norm
 
         with replaced(microgpt, "train_step", train_step), \
@@ -186,7 +186,8 @@ class TestOverfitting(FewNamesCase, unittest.TestCase):
         words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 6))) for _ in range(24)]
         self.data = write_file(self.tmp, "words.txt", "\n".join(words) + "\n")
         self.path = os.path.join(self.tmp, "m.json")
-        self.out = self.ok("--n-embd", 16, "--n-head", 1, "--steps", 120, "--eval-every", 10, "--lr", 0.05,
+        self.out = self.ok("--n-embd", 16, "--n-head", 1, "--block-size", 8, "--steps", 120, "--eval-every", 10,
+                           "--lr", 0.05,
                            "--val-fraction", 0.25, "--samples", 0, "--eval-samples", 0, "--save", self.path)
 
     def test_it_is_said_once_and_the_best_model_is_kept_loadable(self):
@@ -267,13 +268,18 @@ sys.exit(workbench.main({argv!r}))
 
 
 class TestOnATerminal(FewNamesCase, unittest.TestCase):
-    def on_a_terminal(self, *argv):
-        """What the program writes to a pseudo-terminal (stdout and stderr), read until it ends."""
+    def on_a_terminal(self, *argv, columns=200):
+        """What the program writes to a pseudo-terminal `columns` wide (stdout and stderr), read until it ends."""
+        import fcntl
         import pty
+        import struct
+        import termios
         argv = ["--data", self.data, *map(str, SMALL), "--samples", "0", *map(str, argv)]
         leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}    # the terminal's own size
         proc = subprocess.Popen([sys.executable, "-c", PTY_RUN.format(root=ROOT, argv=argv)], stdin=follower,
-                                stdout=follower, stderr=follower, close_fds=True)
+                                stdout=follower, stderr=follower, close_fds=True, env=env)
         os.close(follower)
         chunks = []
         while True:
@@ -299,6 +305,32 @@ class TestOnATerminal(FewNamesCase, unittest.TestCase):
                             r"\d\.\d{5} \| [\d,]+ tokens/s \| \d+\.\d s left", text)
         self.assertEqual([int(step) for step, _ in status], list(range(1, 31)))
         self.assertEqual([int(n) for _, n in status][:3] + [int(n) for _, n in status][-1:], [1, 2, 3, 20])
+
+    def test_the_status_line_fits_80_and_40_columns(self):
+        """Bugs: a status line wider than the terminal (every redraw wraps and leaves a row behind: 542 rows
+        for the default run at 80 columns); one that reaches the last column; the loss or the step dropped
+        before the lesser fields; COLUMNS or a fixed width read instead of the terminal's own size."""
+        for columns, fields in ((80, r"step +\d+ /   30 \| loss \d\.\d{4} \| lr \d\.\d{5} \| [\d,]+ tokens/s \| "
+                                     r"\d+\.\d s left"),
+                                (40, r"step +\d+ /   30 \| loss \d\.\d{4}")):
+            text = self.on_a_terminal("--steps", 30, "--eval-every", 10, columns=columns)
+            status = [part for line in text.split("\n") for part in line.split("\r\x1b[K")[1:]
+                      if part.startswith("step ")]
+            self.assertEqual(len(status), 30)
+            for line in status:
+                self.assertLessEqual(len(line.rstrip("\r")), columns - 1, line)
+                self.assertRegex(line.rstrip("\r"), "^" + fields + "$")
+
+    def test_fitted_drops_the_highest_rank_first_and_keeps_the_order(self):
+        fields = [("step 1", 0), ("loss 2.5000", 0), ("(mean of 2 steps)", 4), ("lr 0.01000", 2), ("9 tokens/s", 3),
+                  ("1.0 s left", 1)]
+        self.assertEqual(workbench.fitted(fields, 200),
+                         "step 1 | loss 2.5000 (mean of 2 steps) | lr 0.01000 | 9 tokens/s | 1.0 s left")
+        self.assertEqual(workbench.fitted(fields, 60), "step 1 | loss 2.5000 | lr 0.01000 | 9 tokens/s | 1.0 s left")
+        self.assertEqual(workbench.fitted(fields, 58), "step 1 | loss 2.5000 | lr 0.01000 | 1.0 s left")
+        self.assertEqual(workbench.fitted(fields, 34), "step 1 | loss 2.5000 | 1.0 s left")   # 33 characters
+        self.assertEqual(workbench.fitted(fields, 33), "step 1 | loss 2.5000")
+        self.assertEqual(workbench.fitted(fields, 5), "loss")                                # cut, never wrapped
 
     def test_print_every_keeps_its_lines_on_a_terminal(self):
         text = self.on_a_terminal("--steps", 12, "--eval-every", 100, "--print-every", 5)
@@ -339,7 +371,8 @@ class TestSmallThings(WatchCase):
     def test_counts_agree_in_number(self):
         """Bugs: "cut: 1 documents are", "mean of 1 steps", "trained 1 steps", "new: 1 of 1 samples are"."""
         data = write_file(self.tmp, "two.txt", "abcdefghij\nab\n")
-        status, out, err = run_main("--data", data, *SMALL, "--steps", 1, "--samples", 1, "--val-fraction", 0)
+        status, out, err = run_main("--data", data, *SMALL, "--steps", 1, "--samples", 1, "--val-fraction", 0,
+                                    "--block-size", 8)
         self.assertEqual(status, 0, err)
         for said in ("cut: 1 document is longer than block_size 8 allows and trains on its first 8 positions only",
                      "(mean of 1 step)", "trained 1 step in", "new: 1 of 1 sample is not a training document"):

@@ -30,12 +30,17 @@ class TestTheSumIsFixed(unittest.TestCase):
         tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         batch = [tokenizer.encode(doc) for doc in FEW_NAMES[:7]]
         n_tokens = sum(microgpt.n_predicted(tokens, 8) for tokens in batch)
-        here, there = (microgpt.GPT(tokenizer.vocab_size, 8, 2, 1, 8, random.Random(3)) for _ in range(2))
-        loss = microgpt.batch_gradient(here, batch, n_tokens)
+        settings = dict(microgpt.DEFAULTS, n_embd=8, n_head=2, block_size=8)
+        here, there = (workbench.MicrogptEngine(settings, tokenizer, random.Random(3)).gpt for _ in range(2))
+        loss = microgpt.batch_gradient(here, batch)
         # as Workers.spread brings them: shares of 3, 3 and 1 documents, each computed by a model of its own
+        worker = workbench.MicrogptEngine(settings, tokenizer, random.Random(3))
         parts = [part for share in (batch[:3], batch[3:6], batch[6:]) for part in
-                 microgpt.document_gradients(there, share, n_tokens)]
-        self.assertEqual(microgpt.batch_gradient(there, batch, n_tokens, parts), loss)
+                 worker.document_gradients(share, n_tokens)]
+        self.assertTrue(all(p.grad == 0.0 for p in worker.gpt.params))
+        engine = workbench.MicrogptEngine(settings, tokenizer, random.Random(3))
+        engine.gpt = there
+        self.assertEqual(engine.added(batch, lambda b, n: parts if (b, n) == (batch, n_tokens) else None), loss)
         self.assertEqual([p.grad for p in there.params], [p.grad for p in here.params])
         # each part the gradient of its document alone: against a fresh model per document, added exactly
         alone = []
@@ -51,16 +56,16 @@ class TestTheSumIsFixed(unittest.TestCase):
 
     def test_evaluation_from_parts(self):
         tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
-        gpt = microgpt.GPT(tokenizer.vocab_size, 8, 2, 1, 8, random.Random(3))
-        nlls = [microgpt.document_nll(gpt, tokenizer.encode(doc)) for doc in FEW_NAMES]
-        self.assertEqual(microgpt.evaluate(gpt, tokenizer, FEW_NAMES, nlls),
-                         microgpt.evaluate(gpt, tokenizer, FEW_NAMES))
+        engine = workbench.MicrogptEngine(dict(microgpt.DEFAULTS, n_embd=8, n_head=2, block_size=8), tokenizer,
+                                          random.Random(3))
+        nlls = engine.document_nlls([tokenizer.encode(doc) for doc in FEW_NAMES])
+        self.assertEqual(engine.evaluate(FEW_NAMES, nlls), microgpt.evaluate(engine.gpt, tokenizer, FEW_NAMES))
 
 
 class TestHowMany(unittest.TestCase):
     def workers(self, cores, given=None, batch_size=1, eval_docs=100):
         settings = dict(microgpt.DEFAULTS, workers=given, batch_size=batch_size)
-        r = SimpleNamespace(Engine=microgpt.Engine, settings=settings, eval_docs=["x"] * eval_docs, step=0,
+        r = SimpleNamespace(Engine=workbench.MicrogptEngine, settings=settings, eval_docs=["x"] * eval_docs, step=0,
                             tokenizer=microgpt.Tokenizer("abc"))
         with replaced(workbench, "cores", lambda: cores):
             workers = workbench.workers_of(r)
@@ -81,19 +86,19 @@ class TestHowMany(unittest.TestCase):
 
     def test_none_for_a_run_with_nothing_left_to_train_nor_more_than_memory_holds(self):
         """Bugs: workers started for --steps 0 or a finished --resume; 8 copies of a model memory holds one of."""
-        r = SimpleNamespace(Engine=microgpt.Engine, settings=dict(microgpt.DEFAULTS, workers=4, batch_size=8),
+        r = SimpleNamespace(Engine=workbench.MicrogptEngine, settings=dict(microgpt.DEFAULTS, workers=4, batch_size=8),
                             eval_docs=[], step=500, tokenizer=microgpt.Tokenizer("abc"))
         self.assertIsNone(workbench.workers_of(r))
-        need = microgpt.Engine.memory_needed(r.settings, 4, True)
+        need = workbench.MicrogptEngine.memory_needed(r.settings, 4, True)
         r.step, r.settings["workers"] = 0, None
         with replaced(workbench, "cores", lambda: 8), replaced(workbench, "physical_memory", lambda: need * 3):
             self.assertEqual(workbench.workers_of(r).n, 3)
 
     def test_the_option_is_offered_where_the_engine_can_share(self):
         names = lambda Engine: [s.name for s in workbench.settings_of(Engine)]
-        self.assertIn("workers", names(microgpt.Engine))
+        self.assertIn("workers", names(workbench.MicrogptEngine))
         self.assertNotIn("workers", names(object))
-        self.assertNotIn("workers", [s.name for s in workbench.kept(microgpt.Engine)])    # the machine's, not the run's
+        self.assertNotIn("workers", [s.name for s in workbench.kept(workbench.MicrogptEngine)])    # the machine's, not the run's
 
 
 class TestShares(unittest.TestCase):
