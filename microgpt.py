@@ -139,8 +139,7 @@ class Value:
     def __truediv__(self, other): return self * other ** -1
     def __rtruediv__(self, other): return other * self ** -1
 
-    def __repr__(self):
-        return f"Value({self._op or 'leaf'}, data={self.data:.6g}, grad={self.grad:.6g})"
+    def __repr__(self): return f"Value({self._op or 'leaf'}, data={self.data:.6g}, grad={self.grad:.6g})"
 
     def graph(self):
         """Every Value this one was computed from, itself included, in a topological order: each Value
@@ -207,8 +206,7 @@ class no_grad:
     """`with no_grad():` computes values only: new Values keep no children, so no graph is built and
     backward() through them does nothing. For sampling and evaluation, which need no gradient."""
 
-    def __enter__(self):
-        self.previous, Value.grad_enabled = Value.grad_enabled, False
+    def __enter__(self): self.previous, Value.grad_enabled = Value.grad_enabled, False
 
     def __exit__(self, *exc_info): Value.grad_enabled = self.previous
 
@@ -332,8 +330,8 @@ class GPT:
         keys[i] and values[i] hold layer i's key and value vectors (n_embd Values each) of positions
         0..pos_id-1; this call appends position pos_id's, so attention sees exactly the past and present.
         A list `attention` receives each head's attention weights (pos_id + 1 floats), layer by layer."""
-        if pos_id == 0:         # (speed: the weights change only in Adam's step, never inside a document, so
-            self.w_data = self.weights()    # each document reads them as floats once, not at every position)
+        if pos_id == 0:         # (speed, 10%: the weights change only in Adam's step, never inside a document,
+            self.w_data = self.weights()    # so each document reads them as floats once; its caller lets them go)
         sd, w = self.state_dict, self.w_data
         project = lambda x, name: linear(x, sd[name], w[name])     # x times the matrix `name`: a row each
         # What the token is plus where it is: x, n_embd Values, the residual stream of this position.
@@ -412,7 +410,9 @@ def document_logits(gpt, inputs, attention=None):
     list, receives each head's attention weights at every position (GPT.__call__)."""
     # Fresh KV lists: one list of keys and one of values per layer, empty before position 0.
     keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]
-    return [gpt(token_id, pos_id, keys, values, attention) for pos_id, token_id in enumerate(inputs)]
+    logits = [gpt(token_id, pos_id, keys, values, attention) for pos_id, token_id in enumerate(inputs)]
+    gpt.w_data = None           # (speed: the floats GPT read at position 0 go with the document, see GPT.__call__)
+    return logits
 
 
 def document_losses(gpt, tokens):
@@ -601,6 +601,7 @@ def sample(gpt, tokenizer, rng, temperature, top_k, prefix):
             if token_id == tokenizer.BOS:
                 break                                       # the model says the document ends here
             token_ids.append(token_id)                      # fed back in as the next position's input
+    gpt.w_data = None                                       # (as in document_logits)
     return tokenizer.decode(token_ids[1:])
 
 
@@ -668,9 +669,8 @@ def run(s, log=print):
 
 
 def main(argv):
-    """`python3 microgpt.py [options]`: workbench.py's command line when it is beside this file, else run()
-    with DEFAULTS. Returns the exit status; an ending says at most one line: 2 for a missing data file or
-    options without workbench.py, 130 for Ctrl-C, 141 (silent) when the output's reader goes away (| head)."""
+    """`python3 microgpt.py [options]`: workbench.py's command line if it is here, else run(DEFAULTS). Returns the
+    exit status, saying one line at most: 2 no data file (or options alone), 130 Ctrl-C, 141 `| head` (silent)."""
     try:
         try:
             import workbench                                # options, checkpoints, watching
