@@ -320,9 +320,10 @@ class GPT:
         # Every parameter in one flat list, in state_dict order: 432 + 256 + 432 + 4*256 + 1024 + 1024
         # = 4,192 numbers with the defaults. The optimizer and checkpoints walk this list.
         self.params = [p for mat in self.state_dict.values() for row in mat for p in row]
+        self.w_data = None      # weights() of the document being read, taken at its position 0 (speed: below)
 
     def weights(self):
-        """Every matrix as plain floats, {name: rows}: what a checkpoint keeps."""
+        """Every matrix as plain floats, {name: rows}: what a checkpoint keeps, and w_data."""
         return {name: [[p.data for p in row] for row in mat] for name, mat in self.state_dict.items()}
 
     def __call__(self, token_id, pos_id, keys, values, attention=None):
@@ -330,8 +331,8 @@ class GPT:
         keys[i] and values[i] hold layer i's key and value vectors (n_embd Values each) of positions
         0..pos_id-1; this call appends position pos_id's, so attention sees exactly the past and present.
         A list `attention` receives each head's attention weights (pos_id + 1 floats), layer by layer."""
-        if pos_id == 0:         # (speed, 10%: the weights change only in Adam's step, never inside a document,
-            self.w_data = self.weights()    # so each document reads them as floats once; its caller lets them go)
+        if pos_id == 0 or self.w_data is None:  # (speed, 10%: weights change only in Adam's step, never inside a
+            self.w_data = self.weights()    # document, so it reads them as floats once; its caller lets them go)
         sd, w = self.state_dict, self.w_data
         project = lambda x, name: linear(x, sd[name], w[name])     # x times the matrix `name`: a row each
         # What the token is plus where it is: x, n_embd Values, the residual stream of this position.
@@ -514,10 +515,9 @@ def batch_gradient(gpt, batch):
     # than one of short names, and the step size would depend on document length and batch size.
     n_tokens = sum(n_predicted(tokens, gpt.block_size) for tokens in batch)
     if len(batch) == 1:
-        return document_gradient(gpt, batch[0], n_tokens)   # one document: its gradient is the batch's
-    # Gradient accumulation: one document's graph at a time, so memory holds one graph, not the batch's.
-    # Each document's gradient starts from 0 and they are added in the batch's order (float addition
-    # depends on its order; a fixed one gives the same bits wherever each part was computed).
+        return document_gradient(gpt, batch[0], n_tokens)   # one document: its gradient is the batch's, as is
+    # Gradient accumulation: one document's graph at a time, so memory holds one graph, not the batch's. Each
+    # one's gradient starts from 0, added in the batch's order: float sums depend on order, and this is fixed.
     loss, summed = 0.0, [0.0] * len(gpt.params)
     for tokens in batch:
         loss += document_gradient(gpt, tokens, n_tokens)
@@ -553,8 +553,8 @@ def train(gpt, optimizer, tokenizer, docs, num_steps, lr, warmup_steps, min_lr, 
     """Run optimizer steps start_step .. num_steps - 1 and return their losses (floats, nats per token).
     Step i trains on batch_size documents starting at docs[i * batch_size % len(docs)]. After each step,
     on_step(step, loss, lr, grad_norm, batch) is called if given; a true return value stops training.
-    `gradient` computes a batch's (batch_gradient; workbench.py's --workers passes one that shares the
-    documents among processes and adds their parts in the same order, so the numbers are the same)."""
+    gradient(gpt, batch) does each step's forward and backward: batch_gradient, unless workbench.py's
+    --workers passes one that shares the documents among processes (the same sum, in the same order)."""
     losses = []
     for step in range(start_step, num_steps):
         first = step * batch_size                           # the dataset is walked in order, and wraps
@@ -658,12 +658,10 @@ def run(s, log=print):
     def progress(step, loss, lr, grad_norm, batch):        # train() calls this after every step
         log(f"step {step + 1:4d} / {s['steps']:4d} | loss {loss:.4f} | lr {lr:.5f}")
 
-    gc.disable()    # (speed, 10%: a graph has no cycles, so the cyclic garbage collector would find nothing)
     train(gpt, optimizer, tokenizer, train_docs, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"],
           s["batch_size"], s["grad_clip"], on_step=progress)
     val_loss, _ = evaluate(gpt, tokenizer, val_docs[:s["eval_docs"]])     # names it never trained on
-    # Perplexity, exp(loss): as unsure as a uniform choice among that many tokens (27 at the start).
-    log(f"val loss {val_loss:.4f} | val perplexity {math.exp(val_loss):.2f}")
+    log(f"val loss {val_loss:.4f} | val perplexity {math.exp(val_loss):.2f}")    # exp(loss): unsure among that many
     for i in range(s["samples"]):
         log(f"sample {i + 1:2d}: {sample(gpt, tokenizer, rng, s['temperature'], s['top_k'], s['prefix'])}")
 
@@ -681,11 +679,13 @@ def main(argv):
         if argv:
             print("microgpt: error: options need workbench.py beside microgpt.py", file=sys.stderr)
             return 2
+        gc.disable()    # (speed, 10%: a graph has no cycles, so the cyclic garbage collector would find nothing)
         run(DEFAULTS)
+        sys.stdout.flush()                                  # (a reader gone by now is met here, not at exit)
         return 0
     except FileNotFoundError as e:                          # the data: names.txt comes with microgpt
-        print(f"microgpt: error: {e.filename} not found; put names.txt from microgpt beside this file (`make "
-              f"names` rebuilds it), or any text file with one name per line", file=sys.stderr)
+        print(f"microgpt: error: {e.filename} not found; put the names.txt that comes with microgpt beside this "
+              f"file, or any text file with one name per line", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("microgpt: interrupted", file=sys.stderr)

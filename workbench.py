@@ -31,7 +31,8 @@ and, if it has them:
   engine.set_weights(floats): a float per parameter, in weights()' order
       with these three, --workers shares work among processes: a worker process holds an Engine of its own
       and computes its share of a batch or an evaluation; train(..., gradients=) and evaluate(docs, nlls=)
-      take the documents' parts so computed and add them up in their order (microgpt: batch_gradient)
+      take the documents' parts so computed and add them up in their order (MicrogptEngine.added, as
+      microgpt.batch_gradient adds them)
   Engine.options: the Settings of its own (microgpt_torch: --device, --dtype)
   Engine.inside: the name of a module with explain(engine, doc, lr) and gradcheck(engine, doc, rng)
       (microgpt: inside.py); without one, --explain and --gradcheck are not offered
@@ -1367,10 +1368,10 @@ def print_explanation(r, doc, x, note=""):
         size = math.log10(ratio) if ratio else -math.inf
         said = ("   too high" if size > RATIO_TOO_HIGH else "   barely moves" if size < RATIO_BARELY else "")
         log(f"  {matrix:<16} {norm:12.6f}   {size:8.2f}{said}")
-    log(f"  (log10 of Adam's update over the weights. At the default lr 0.01 this model's first step is -1.3 to "
-        f"-0.9 (Adam's first steps are about lr, the weights about 0.08), a trained one's -2.0 to -1.6; at 20 times "
-        f"that lr, the high-lr trap's first step, 0.0 to 0.4: above {RATIO_TOO_HIGH:g} the learning rate is too "
-        f"high for that matrix; below {RATIO_BARELY:g} it barely learns)")
+    log(f"  (log10 of Adam's update over the weights. For the default model at the default lr 0.01 the first step "
+        f"is -1.3 to -0.9 (Adam's first steps are about lr, its weights about 0.08); at 20 times that lr, the high-lr "
+        f"trap's first step, 0.0 to 0.4: above {RATIO_TOO_HIGH:g} the learning rate is too high for that matrix; "
+        f"below {RATIO_BARELY:g} it barely learns)")
 
 
 # The update-to-weight ratio's bounds, log10, measured on this model (python3 traps.py high-lr, --explain): the
@@ -1761,7 +1762,8 @@ def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, clai
         if args.resume:
             step, metrics = checkpoint["step"], checkpoint["metrics"]
         if args.resume and checkpoint["data_sha256"] not in (None, sha256):    # --new-data: another text's
-            metrics = {"train": metrics["train"], "eval": []}   # validation losses are not comparable to this one's
+            metrics = {"train": metrics["train"],               # validation losses, blanked: not this text's
+                       "eval": [dict(row, val_loss=None) for row in metrics["eval"]]}
     eval_docs = val_docs[:settings["eval_docs"]] if settings["eval_docs"] else val_docs
     return Run(args=args, Engine=Engine, log=log, console=Console(log), checkpoint=checkpoint, settings=settings,
                workers=None,
@@ -1948,8 +1950,9 @@ def interrupted(r, step, signum):
 def resume_command(settings):
     """The options that go on with a run saved to settings["save"]: --resume, and every output the run had
     that a checkpoint never names (WRITTEN: --log)."""
-    return " ".join([f"--resume {shlex.quote(shown(settings['save']))}"] +
-                    [f"--{key} {shlex.quote(shown(settings[key]))}" for key in WRITTEN if key != "save" and settings[key]])
+    quoted = lambda key: shlex.quote(shown(settings[key], limit=4096))         # (whole: to be run)
+    return " ".join([f"--resume {quoted('save')}"] + [f"--{key} {quoted(key)}" for key in WRITTEN
+                                                        if key != "save" and settings[key]])
 
 
 def sample_run(r):

@@ -79,8 +79,8 @@ def engines_for(name, tokenizer):
     n_embd, n_head, n_layer, block_size, _, baselines = CONFIGS[name]
     gpt = microgpt.GPT(tokenizer.vocab_size, n_embd, n_head, n_layer, block_size, random.Random(1))
     adam = microgpt.Adam(gpt.params)
-    engines = {"microgpt": (gpt.params, lambda tokens: collector_off(microgpt.train_step, gpt, adam, [tokens], 0.01, None),
-                            lambda tokens: graph_size(inside.mean_loss(gpt, tokens), gpt.params))}
+    step = lambda tokens: collector_off(microgpt.train_step, gpt, adam, [tokens], 0.01, None)
+    engines = {"microgpt": (gpt.params, step, lambda tokens: graph_size(inside.mean_loss(gpt, tokens), gpt.params))}
     for engine in baselines:
         model = classic.ClassicGPT.from_microgpt(gpt, classic.ENGINES[engine])
         optimizer = classic.Adam(model.params)

@@ -54,7 +54,7 @@ def train_steps(r, docs, start, steps):
     r.engine.train(docs, start, lambda step, loss, lr, norm, batch: tokens.extend(batch) and False,
                    start + steps, 0.01, 0, 0.0, BATCH, None, **gradients)
     seconds = time.perf_counter() - t
-    return seconds, sum(microgpt.n_predicted(tok, 8) for tok in tokens)
+    return seconds, sum(microgpt.n_predicted(tok, r.settings["block_size"]) for tok in tokens)
 
 
 def evaluate(r, docs):
@@ -140,7 +140,7 @@ def main():
 
 def tokens_per_doc(docs):
     """The mean number of predicted tokens of a training document at block_size 8."""
-    return statistics.mean(min(8, len(d) + 1) for d in docs[:5000])
+    return statistics.mean(min(microgpt.DEFAULTS["block_size"], len(d) + 1) for d in docs[:5000])
 
 
 if __name__ == "__main__":

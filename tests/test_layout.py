@@ -65,8 +65,8 @@ class TestMicrogptAlone(TempDirTestCase, unittest.TestCase):
                            timeout=60, stdin=subprocess.DEVNULL)
         self.assertEqual(r.returncode, 2)
         path = os.path.join(os.path.realpath(self.tmp), "names.txt")
-        self.assertEqual(r.stderr, f"microgpt: error: {path} not found; put names.txt from microgpt beside this "
-                                   f"file (`make names` rebuilds it), or any text file with one name per line\n")
+        self.assertEqual(r.stderr, f"microgpt: error: {path} not found; put the names.txt that comes with microgpt "
+                                   f"beside this file, or any text file with one name per line\n")
         self.assertEqual(r.stdout, "")
 
     def alone(self):
@@ -88,6 +88,22 @@ class TestMicrogptAlone(TempDirTestCase, unittest.TestCase):
         _, err = p.communicate(timeout=60)
         self.assertEqual((p.returncode, err), (130, b"microgpt: interrupted\n"))
 
+    def test_alone_a_reader_gone_by_the_end_is_met_silently_too(self):
+        """Bug: stdout not flushed inside main(): a reader gone by the end (`| true` on a short run) is met by
+        Python's own flush at exit, 'Exception ignored ... BrokenPipeError' and status 120."""
+        for name in (SCRIPT, NAMES):
+            shutil.copy(name, self.tmp)
+        with open(os.path.join(self.tmp, "microgpt.py"), encoding="utf-8") as f:
+            text = f.read().replace('"steps": 500,', '"steps": 3,')        # a short run, output buffered
+        with open(os.path.join(self.tmp, "microgpt.py"), "w", encoding="utf-8") as f:
+            f.write(text)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        p = subprocess.Popen([sys.executable, "microgpt.py"], cwd=self.tmp, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+        p.stdout.close()                            # the reader is gone before anything is flushed
+        _, err = p.communicate(timeout=120)
+        self.assertEqual((p.returncode, err), (141, b""))
+
     def test_alone_a_closed_pipe_ends_silently_in_141(self):
         """Bug: BrokenPipeError let through (exit 1, a traceback), or a second one at exit as Python flushes
         stdout (the descriptor not sent to /dev/null)."""
@@ -96,6 +112,7 @@ class TestMicrogptAlone(TempDirTestCase, unittest.TestCase):
         p.stdout.close()                            # as `| head -2` does after two lines
         self.assertEqual(p.wait(timeout=60), 141)
         self.assertEqual(p.stderr.read(), b"")
+        p.stderr.close()
 
 
 COUNT_VALUES = """

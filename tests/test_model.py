@@ -7,7 +7,8 @@ import random
 import re
 import unittest
 
-from support import document_loss, NAMES, ROOT, assert_all_close, gpt as make_gpt, microgpt, schedule, tiny_gpt, workbench
+from support import (document_loss, NAMES, ROOT, assert_all_close, gpt as make_gpt, microgpt, schedule, tiny_gpt,
+                     workbench)
 import reference.atomic as ref  # (support puts the project on the path)
 from reference import classic
 

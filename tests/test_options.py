@@ -205,7 +205,7 @@ class TestCommandLine(TempDirTestCase, unittest.TestCase):
         self.assertNotIn("cut:", out)                # block_size 16 holds every name, the longest 15 letters
         losses = [float(x) for x in LOSS.findall(out)]
         self.assertEqual(len(losses), 3)
-        self.assertEqual(losses[0], 3.1414)         # seed 42, the first document; the README quotes it
+        self.assertEqual(losses[0], 3.1414)         # seed 42, the first document, at initialisation
         self.assertRegex(out, r"step    3 /    3 \| loss \d\.\d{4} \| lr 0\.00250 \| \d+\.\d s left\n")
         self.assertEqual(len(re.findall(r"^sample +\d+: [a-z]*$", out, re.M)), 4)
 

@@ -142,7 +142,7 @@ class TestReadingPage(unittest.TestCase):
             words, found = re.findall(r"[A-Za-z]{5,}", doc), iter(re.findall(r"[A-Za-z]{5,}", note))
             self.assertTrue(all(word in found for word in words), f"{name}: its docstring is not all in the prose")
             checked += 1
-        self.assertGreaterEqual(checked, 35)            # (40 when this was written: the loop ran)
+        self.assertGreaterEqual(checked, 40)            # every docstring of microgpt.py, as it stands
         module = microgpt.__doc__.split("\n")[0]
         self.assertIn(normalise(module), normalise(self.blocks[0]["note"]))
 
@@ -168,7 +168,7 @@ class TestReadingPage(unittest.TestCase):
             self.assertEqual(len(matches), 1, f"annotation at line {start + 1}: {text[:60]}")
             self.assertEqual(matches[0]["code"].split("\n")[0], following, f"annotation at line {start + 1}")
             checked += 1
-        self.assertGreaterEqual(checked, 35)            # (38 when this was written: the loop ran)
+        self.assertGreaterEqual(checked, 37)            # every annotation of microgpt.py, as it stands
 
     def test_sections_in_order_and_every_definition_anchored(self):
         titles = [h.split(":")[0] for h in self.parsed.headings]

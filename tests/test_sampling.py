@@ -222,7 +222,8 @@ class TestAfterLoad(SamplingCase):
         state = workbench.load_checkpoint(path)
         rng = random.Random()
         rng.setstate(state["rng_state"])
-        engine = workbench.MicrogptEngine(state["settings"], microgpt.Tokenizer(state["chars"]), random.Random(0), state)
+        tokenizer = microgpt.Tokenizer(state["chars"])
+        engine = workbench.MicrogptEngine(state["settings"], tokenizer, random.Random(0), state)
         want = [engine.sample(rng, 0.5, None, "") for _ in range(5)]
         self.assertEqual(samples_of(self.ok("--load", path, "--samples", 5)), want)
         with open(path) as f:

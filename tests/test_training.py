@@ -263,7 +263,7 @@ class TestTheDefaultRun(unittest.TestCase):
             want = f.read().splitlines()
         self.assertEqual([re.sub(TIMES, "<t>", line) for line in lines], want)
         first = next(line for line in lines if line.startswith("step "))
-        self.assertTrue(first.startswith("step    1 /  500 | loss 3.1414 | lr 0.01000"))      # the README quotes it
+        self.assertTrue(first.startswith("step    1 /  500 | loss 3.1414 | lr 0.01000"))      # as recorded
 
 
 if __name__ == "__main__":

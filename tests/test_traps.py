@@ -55,6 +55,16 @@ class TestEverySymptomAsStated(unittest.TestCase):
         self.assertTrue(holds, f"{name}: {text}")
         return correct, trapped, text
 
+    def test_the_summary_on_the_traps_page_is_these_runs(self):
+        """Bug: the page's table left from other settings (block_size 8 before it became 16) or edited by hand:
+        every validation loss it quotes is this lab's, to the digit."""
+        with open(os.path.join(ROOT, "docs", "traps.md"), encoding="utf-8") as f:
+            page = f.read()
+        rows = re.findall(r"^  ([\w-]+) +(\d+\.\d{4}) +(\d+\.\d{4}) +yes$", page, re.M)
+        self.assertEqual([name for name, _, _ in rows], list(traps.TRAPS))
+        for name, correct, trapped in rows:
+            self.assertEqual((correct, trapped), tuple(f"{run['val']:.4f}" for run in self.runs[name]), name)
+
     def test_unshifted_labels(self):
         correct, trapped, text = self.check("unshifted-labels")
         self.assertGreater(trapped["val"], math.log(self.vocab_size))          # worse than knowing nothing

@@ -89,7 +89,7 @@ class TestSameNumbers(unittest.TestCase):
         parameters and Adam's m, gradient norms), then the twin's (the same but the norms)."""
         docs = FEW_NAMES[:12]
         s = {**{x.name: x.default for x in workbench.settings_of(twin.Engine)}, "n_embd": 8, "n_head": 2,
-             "n_layer": 2, "dtype": "float64"}
+             "n_layer": 2, "block_size": 8, "dtype": "float64"}                  # self.gpt's size
         adam = microgpt.Adam(self.gpt.params)
         losses, norms = {"microgpt": [], "twin": []}, []
         record = lambda name: (lambda step, loss, lr, norm, batch: losses[name].append(loss) or norms.append(norm))
@@ -121,7 +121,7 @@ class TestSameNumbers(unittest.TestCase):
         """Bug: a twin that averages per document (or per batch of documents) instead of per predicted token."""
         docs = ["ava", "charlotte", "mia", "isabella", "eleanor", "luna"] * 50          # 300: two chunks of 256
         s = {**{x.name: x.default for x in workbench.settings_of(twin.Engine)}, "n_embd": 8, "n_head": 2,
-             "n_layer": 2, "dtype": "float64"}
+             "n_layer": 2, "block_size": 8, "dtype": "float64"}                  # self.gpt's size
         engine = twin.Engine(s, self.tokenizer, random.Random(5))
         got, n = engine.evaluate(docs)
         want, n_want = microgpt.evaluate(self.gpt, self.tokenizer, docs)

@@ -65,7 +65,7 @@ class TestCsvLog(WatchCase):
 
         def train_step(gpt, opt, batch, *a):
             loss, norm = original_step(gpt, opt, batch, *a)
-            seen.append((loss, norm, sum(min(16, len(t) - 1) for t in batch)))
+            seen.append((loss, norm, sum(min(microgpt.DEFAULTS["block_size"], len(t) - 1) for t in batch)))
             return loss, norm
 
         with replaced(microgpt, "train_step", train_step), \
@@ -309,7 +309,7 @@ class TestOnATerminal(FewNamesCase, unittest.TestCase):
     def test_the_status_line_fits_80_and_40_columns(self):
         """Bugs: a status line wider than the terminal (every redraw wraps and leaves a row behind: 542 rows
         for the default run at 80 columns); one that reaches the last column; the loss or the step dropped
-        before the lesser fields; COLUMNS or a fixed width read instead of the terminal's own size."""
+        before the lesser fields; a fixed width instead of the terminal's own size."""
         for columns, fields in ((80, r"step +\d+ /   30 \| loss \d\.\d{4} \| lr \d\.\d{5} \| [\d,]+ tokens/s \| "
                                      r"\d+\.\d s left"),
                                 (40, r"step +\d+ /   30 \| loss \d\.\d{4}")):

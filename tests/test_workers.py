@@ -98,7 +98,8 @@ class TestHowMany(unittest.TestCase):
         names = lambda Engine: [s.name for s in workbench.settings_of(Engine)]
         self.assertIn("workers", names(workbench.MicrogptEngine))
         self.assertNotIn("workers", names(object))
-        self.assertNotIn("workers", [s.name for s in workbench.kept(workbench.MicrogptEngine)])    # the machine's, not the run's
+        kept = [s.name for s in workbench.kept(workbench.MicrogptEngine)]
+        self.assertNotIn("workers", kept)                                   # the machine's, not the run's
 
 
 class TestShares(unittest.TestCase):
