@@ -4,13 +4,14 @@ What a model believes and attends to, one training step traced, and its gradient
 document, at each position the probability given to the token that came and the three likeliest; where
 each attention head looked; for one training step on the document, taken and undone, each matrix's
 gradient and the size of Adam's update beside its weights; and backward()'s gradients against finite
-differences. Each function returns numbers and leaves the model as it was; workbench.py prints them
+differences. Each function returns numbers and leaves the model as it was; the workbench prints them
 (`--explain`, `--gradcheck`). It reads microgpt.py's model from the inside, so it is microgpt's alone:
 microgpt_torch.py has no such module. Standard library only.
 """
 import math
 
 import microgpt
+from workbench.engine import update_ratio
 
 
 def mean_loss(gpt, tokens):
@@ -27,16 +28,6 @@ def explain(engine, doc, lr):
 def gradcheck(engine, doc, rng, on_matrix=None):
     """gradient_check() on a workbench.MicrogptEngine's model: the engine interface's gradient check."""
     return gradient_check(engine.gpt, engine.tokenizer.encode(doc), rng, on_matrix=on_matrix)
-
-
-def update_ratio(before, after):
-    """The update-to-weight ratio of a step: the RMS of the change over the RMS of the weights before it,
-    for two equal-length lists of floats (None if the weights are all 0). What a size means here, measured
-    (workbench.RATIO_TOO_HIGH and RATIO_BARELY say it under --explain): at the default lr, 10^-1.3 to 10^-0.9
-    on a fresh model's first step and 10^-2.0 to 10^-1.6 once trained; the high-lr trap, 10^0 to 10^0.4."""
-    change = math.sqrt(sum((a - b) ** 2 for a, b in zip(after, before)))
-    size = math.sqrt(sum(b * b for b in before))
-    return change / size if size else None
 
 
 def explain_document(gpt, tokenizer, optimizer, doc, lr):

@@ -15,7 +15,7 @@ model does is in this file. Read it top to bottom; the sections follow the data'
    9. One run     sections 1-8 assembled
 
 A reader who stops after section 8 has seen the whole algorithm; section 9 is the run `python3 microgpt.py`
-makes. workbench.py, beside it, adds options (--help), checkpoints and watching, and changes no number.
+makes. The workbench beside it (workbench/) adds options (--help), checkpoints and watching, and no number.
 """
 import gc
 import math
@@ -553,7 +553,7 @@ def train(gpt, optimizer, tokenizer, docs, num_steps, lr, warmup_steps, min_lr, 
     """Run optimizer steps start_step .. num_steps - 1 and return their losses (floats, nats per token).
     Step i trains on batch_size documents starting at docs[i * batch_size % len(docs)]. After each step,
     on_step(step, loss, lr, grad_norm, batch) is called if given; a true return value stops training.
-    gradient(gpt, batch) does each step's forward and backward: batch_gradient, unless workbench.py's
+    gradient(gpt, batch) does each step's forward and backward: batch_gradient, unless the workbench's
     --workers passes one that shares the documents among processes (the same sum, in the same order)."""
     losses = []
     for step in range(start_step, num_steps):
@@ -610,7 +610,7 @@ def sample(gpt, tokenizer, rng, temperature, top_k, prefix):
 #
 # In: the settings below. Out: a trained model, its loss on names it never trained on, and new names. One
 # random generator, seeded once, gives the documents' order, the first weights and the samples: one seed,
-# one run. workbench.py takes the same steps, with options, checkpoints and watching around them.
+# one run. The workbench takes the same steps, with options, checkpoints and watching around them.
 
 DEFAULTS = {
     "data": "names.txt", "seed": 42, "val_fraction": 0.1,          # the documents (sections 1, 2), held out
@@ -667,7 +667,7 @@ def run(s, log=print):
 
 
 def main(argv):
-    """`python3 microgpt.py [options]`: workbench.py's command line if it is here, else run(DEFAULTS). Returns the
+    """`python3 microgpt.py [options]`: the workbench's command line if it is here, else run(DEFAULTS). Returns the
     exit status, saying one line at most: 2 no data file (or options alone), 130 Ctrl-C, 141 `| head` (silent)."""
     try:
         try:
@@ -677,7 +677,7 @@ def main(argv):
             if e.name != "workbench":
                 raise
         if argv:
-            print("microgpt: error: options need workbench.py beside microgpt.py", file=sys.stderr)
+            print("microgpt: error: options need the workbench (workbench/) beside microgpt.py", file=sys.stderr)
             return 2
         gc.disable()    # (speed, 10%: a graph has no cycles, so the cyclic garbage collector would find nothing)
         run(DEFAULTS)

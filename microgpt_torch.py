@@ -13,7 +13,7 @@ operations, which is what lets a bigger model train in minutes, on a GPU, or on 
   python3 microgpt_torch.py --n-embd 128 --n-layer 4 --block-size 32 --batch-size 64 --steps 3000
   torchrun --nproc_per_node 2 microgpt_torch.py --batch-size 8    # DistributedDataParallel
 
-Its Engine is the interface workbench.py drives (the workbench's docstring lists it), so the command line,
+Its Engine is the interface the workbench drives (its package docstring lists it), so the command line,
 checks, checkpoints and everything printed are microgpt.py's. Each stage names the microgpt.py function
 it mirrors. Needs PyTorch; microgpt.py itself never does.
 """
@@ -174,7 +174,7 @@ def sample(model, tokenizer, rng, temperature, top_k, prefix, device):
     return tokenizer.decode(ids[1:])
 
 
-# ---- the engine interface (workbench.py), over these tensors
+# ---- the engine interface (the workbench's), over these tensors
 
 def start(device_name):
     """(device, rank, world): one process, or one of torchrun's (WORLD_SIZE set), which joins the process

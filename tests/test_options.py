@@ -39,7 +39,7 @@ class TestEachSettingDeclaredOnce(OptionsCase):
         """Bugs: a parser, a check or a checkpoint that lists the settings by hand (the new one would be
         missing from it)."""
         new = workbench.Setting("warmth", 3, int, workbench.AT_LEAST_1, "watching", "a setting of this test")
-        with replaced(workbench, "SETTINGS", workbench.SETTINGS + [new]):
+        with replaced(workbench.settings, "SETTINGS", workbench.SETTINGS + [new]):
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
                 self.assertEqual(workbench.main(["--help"]), 0)

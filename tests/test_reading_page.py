@@ -175,7 +175,7 @@ class TestReadingPage(unittest.TestCase):
         self.assertEqual(titles, ["Preamble", "1. Dataset", "2. Tokenizer", "3. Autograd", "4. Model", "5. Loss",
                                   "6. Optimizer", "7. Training", "8. Sampling", "9. One run"])
         self.assertNotIn("<details", self.page)                 # the page is the algorithm: nothing folded away
-        self.assertIn('<a href="../workbench.py">workbench.py</a>', self.page)
+        self.assertIn('<a href="../workbench/__init__.py">workbench</a>', self.page)
         for n in range(1, 10):
             self.assertIn(f"sec-{n}", self.parsed.ids)
         defs, _ = docstrings()

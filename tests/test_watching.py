@@ -43,7 +43,7 @@ class TestLines(WatchCase):
     def test_time_left_and_the_summary_under_a_clock_we_control(self):
         """Bugs: time left from all steps instead of those left; evaluation counted as training time."""
         ticks = iter(range(10 ** 6))
-        with replaced(workbench.time, "perf_counter", lambda: next(ticks) * 0.5):
+        with replaced(workbench.watch.time, "perf_counter", lambda: next(ticks) * 0.5):
             out = self.ok("--steps", 4, "--samples", 0, "--eval-every", 2, "--eval-samples", 0)
         left = [float(x) for x in re.findall(r"\| (\d+\.\d) s left", out)]
         self.assertEqual(len(left), 4)
@@ -69,7 +69,7 @@ class TestCsvLog(WatchCase):
             return loss, norm
 
         with replaced(microgpt, "train_step", train_step), \
-                replaced(workbench.time, "perf_counter", lambda: next(ticks) * 0.5):    # 0.5 s per reading
+                replaced(workbench.watch.time, "perf_counter", lambda: next(ticks) * 0.5):    # 0.5 s per reading
             out = self.ok("--steps", 25, "--samples", 0, "--log", log, "--batch-size", 2)
         with open(log, newline="") as f:
             rows = list(csv.DictReader(f))
@@ -356,8 +356,8 @@ class TestTimeLeft(WatchCase):
             return original_step(*a)
 
         original_step = microgpt.train_step
-        with replaced(workbench.time, "perf_counter", clock), replaced(workbench, "evaluation", slow_evaluation), \
-                replaced(microgpt, "train_step", tick):
+        with replaced(workbench.watch.time, "perf_counter", clock), \
+                replaced(workbench.watch, "evaluation", slow_evaluation), replaced(microgpt, "train_step", tick):
             out = self.ok("--steps", 40, "--eval-every", 10, "--samples", 0, "--eval-samples", 0)
         left = {int(n): float(s) for n, s in re.findall(r"^step +(\d+) /   40 \|.*\| (\d+\.\d) s left", out, re.M)}
         # at step 10 no evaluation has been timed yet: each is reckoned as its 3 documents at a third of a step's

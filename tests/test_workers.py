@@ -67,7 +67,7 @@ class TestHowMany(unittest.TestCase):
         settings = dict(microgpt.DEFAULTS, workers=given, batch_size=batch_size)
         r = SimpleNamespace(Engine=workbench.MicrogptEngine, settings=settings, eval_docs=["x"] * eval_docs, step=0,
                             tokenizer=microgpt.Tokenizer("abc"))
-        with replaced(workbench, "cores", lambda: cores):
+        with replaced(workbench.workers, "cores", lambda: cores):
             workers = workbench.workers_of(r)
         return workers.n if workers else 1
 
@@ -91,7 +91,8 @@ class TestHowMany(unittest.TestCase):
         self.assertIsNone(workbench.workers_of(r))
         need = workbench.MicrogptEngine.memory_needed(r.settings, 4, True)
         r.step, r.settings["workers"] = 0, None
-        with replaced(workbench, "cores", lambda: 8), replaced(workbench, "physical_memory", lambda: need * 3):
+        with replaced(workbench.workers, "cores", lambda: 8), \
+                replaced(workbench.workers, "physical_memory", lambda: need * 3):
             self.assertEqual(workbench.workers_of(r).n, 3)
 
     def test_the_option_is_offered_where_the_engine_can_share(self):
@@ -199,7 +200,7 @@ class TestWhenAWorkerFails(WorkersCase):
         def refuse(*a, **k):
             raise OSError(24, "Too many open files")
 
-        with replaced(workbench.subprocess, "Popen", refuse):
+        with replaced(workbench.workers.subprocess, "Popen", refuse):
             status, out, err = run_main("--data", self.data, *self.SMALL, *self.RUN, "--workers", 3)
         self.assertEqual((status, err), (70, "microgpt: error: could not start worker process 1 of 2 (Too many "
                                              "open files); give fewer --workers\n"))

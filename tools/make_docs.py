@@ -479,9 +479,9 @@ def render(source, readme, facts, title="microgpt.py"):
 <header><h1>{html.escape(title)}</h1>
 <p>The prose beside the code it explains (above it, on a narrow screen), in the file's own order: the comments
 above each block, and each function's docstring, set as prose. The algorithm ends with section 8, sampling; section 9
-assembles it into one run. <a href="../workbench.py">workbench.py</a> (options, checkpoints, watching a run, worker
-processes) serves the person running the model and is not on this page; its docstring describes the interface
-through which it drives the model.</p>
+assembles it into one run. The <a href="../workbench/__init__.py">workbench</a> (options, checkpoints, watching a
+run, worker processes) serves the person running the model and is not on this page; its docstring describes the
+interface through which it drives the model.</p>
 <p>Generated from the source by tools/make_docs.py: every line of code appears once, in order.</p></header>
 <nav><div><h2>Contents</h2><ol>{"".join(toc)}</ol></div>
 <div><h2>Where each idea is explained</h2><table>{concepts}</table></div></nav>

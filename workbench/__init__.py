@@ -1,0 +1,113 @@
+"""workbench: what serves the person running a GPT, around an engine that trains it.
+
+microgpt.py is the algorithm, read top to bottom; this package is the bench it runs on: each setting declared
+once (and the command line, the checks and the checkpoint derived from it), inputs checked whole before
+any work, checkpoints that resume exactly, a run watched as it trains (progress, validation, samples, a
+CSV log, periodic saves, Ctrl-C), the loss curve, and what looking inside a model found, printed. None
+of it changes what the model computes. `python3 microgpt.py [options]` runs it with microgpt.py's engine,
+`python3 microgpt_torch.py [options]` with the PyTorch twin's. Standard library only.
+
+The engine interface. An engine is a class (MicrogptEngine below, microgpt_torch.Engine) that provides:
+
+  Engine(settings, tokenizer, rng, state=None)
+      a model sized by the settings n_embd, n_head, n_layer, block_size (and the engine's own options),
+      its first weights drawn from rng as microgpt.GPT draws them, and its optimizer; state, if given, is
+      what state() returned (from a checkpoint), put in their place
+  Engine.memory_needed(settings, vocab_size, training) -> bytes, from the settings alone
+  Engine.memory_available(settings) -> bytes, or None for this machine's memory
+  engine.n_params
+  engine.train(docs, start_step, on_step, steps, lr, warmup_steps, min_lr, batch_size, grad_clip)
+      optimizer steps start_step .. steps - 1 over docs (microgpt.train's walk and schedule); after each,
+      on_step(step, loss, lr, grad_norm, batch), and a true answer stops training. Raises
+      FloatingPointError, before the update, if the loss or the gradient is not finite
+  engine.evaluate(docs) -> (mean loss per predicted token in nats, the number of predicted tokens)
+  engine.sample(rng, temperature, top_k, prefix) -> one new document, drawn with rng
+  engine.weights() -> {parameter name: rows of floats}, microgpt.parameter_shapes' names and shapes
+  engine.state() -> {"params": weights(), "adam": {"t": steps taken, "m", "v": a float per parameter}}
+and, if it has them:
+  engine.document_gradients(batch, n_tokens) -> for each document of batch (lists of token ids), in order:
+      (its summed loss / n_tokens, its gradient: a float per parameter), each computed from 0
+  engine.document_nlls(batch) -> for each document: (its summed loss in nats, its predicted tokens)
+  engine.set_weights(floats): a float per parameter, in weights()' order
+      with these three, --workers shares work among processes: a worker process holds an Engine of its own
+      and computes its share of a batch or an evaluation; train(..., gradients=) and evaluate(docs, nlls=)
+      take the documents' parts so computed and add them up in their order (MicrogptEngine.added, as
+      microgpt.batch_gradient adds them)
+  Engine.options: the Settings of its own (microgpt_torch: --device, --dtype)
+  Engine.inside: the name of a module with explain(engine, doc, lr) and gradcheck(engine, doc, rng)
+      (microgpt: inside.py); without one, --explain and --gradcheck are not offered
+  engine.about: a line for the header (microgpt_torch: its dtype and device)
+
+Both engines share microgpt.py's data path (documents, Tokenizer, split_docs), its parameter names and
+shapes, its learning-rate schedule and its checkpoint file, so the two train on the same documents from
+the same first weights, and a checkpoint from either runs in the other.
+
+Its rooms, each one job, none importing another in a circle (each imports only those listed before it):
+
+  common      the exceptions a run ends with, and how input is shown
+  engine      microgpt.py's engine (MicrogptEngine), the parameter count, perplexity, the update ratio
+  settings    each setting declared once; the command line from them
+  files       files read whole and checked, written whole or not at all, claimed while written
+  checkpoint  the checkpoint's description, held against a file, and its text
+  workers     worker processes for --workers (all a worker process imports of the workbench)
+  watch       watching a run (status line, clock, CSV log, signals, evaluations, the judge, the curve) and
+              printing what looking inside found
+  program     a run from its options to its exit status: main()
+
+`import workbench` loads none of them: a name is looked up in its room the first time it is asked for
+(workbench.main, from workbench import Setting), so a worker process loads only what it needs.
+"""
+import importlib
+
+ROOMS = {
+    "common": (
+        'DataError', 'OutputError', 'Stopped', 'counted', 'flat', 'format_seconds', 'shown',
+    ),
+    "engine": (
+        'MicrogptEngine', 'count_parameters', 'perplexity', 'update_ratio',
+    ),
+    "settings": (
+        'ABOVE_0', 'ACTIONS', 'ANY', 'AT_LEAST_0', 'AT_LEAST_1', 'A_FILE_NAME', 'ArgumentParser', 'D', 'FIXED',
+        'GROUPS', 'KEPT', 'KINDS', 'LOADED', 'MAX_WHOLE', 'SETTINGS', 'Setting', 'WRITTEN', 'build_parser',
+        'check_together', 'check_value', 'kept', 'parse_args', 'resolve_settings', 'settings_of',
+    ),
+    "files": (
+        'Claim', 'EVAL_FIELDS', 'HIDDEN_CONTROLS', 'LOG_COLUMNS', 'MAX_BYTES', 'NOFOLLOW', 'TRAIN_FIELDS',
+        'check_output', 'hidden', 'is_kind', 'leftover', 'printable', 'read_bytes', 'read_docs', 'read_text',
+        'same_file', 'write_atomically',
+    ),
+    "checkpoint": (
+        'CHECKPOINT_FORMAT', 'Checked', 'Each', 'MAX_WEIGHT', 'Object', 'Row', 'SHA256', 'check_head', 'check_history',
+        'checkpoint_text', 'load_checkpoint', 'number', 'settings_description', 'state_description',
+        'validate_checkpoint',
+    ),
+    "workers": (
+        'WORKER', 'WorkerError', 'Workers', 'cores', 'exit_description', 'memory_available', 'packed',
+        'physical_memory', 'read_message', 'shared_out', 'unpacked', 'worker_main', 'workers_of', 'write_message',
+    ),
+    "watch": (
+        'Clock', 'Console', 'CsvLog', 'GradcheckPrinter', 'Judge', 'RATIO_BARELY', 'RATIO_TOO_HIGH', 'SHADES', 'Stop',
+        'Watch', 'draw_curve', 'evaluation', 'fitted', 'loss_curve', 'perplexity_text', 'print_attention',
+        'print_explanation', 'print_verdict', 'standing', 'stop_signals',
+    ),
+    "program": (
+        'Run', 'abandon_stdout', 'baselines', 'best_path', 'build', 'check_memory', 'checked', 'checkpoint_notes',
+        'claim_outputs', 'closed_pipe', 'ended', 'entry', 'follow', 'interrupted', 'look_inside', 'main', 'prepare',
+        'print_header', 'raise_stopped', 'read_inputs', 'resume_command', 'run', 'sample_run', 'say', 'train_run',
+        'watched_training',
+    ),
+}
+_WHERE = {name: room for room, names in ROOMS.items() for name in names}
+
+
+def __getattr__(name):
+    """workbench.NAME: the object NAME of the room that defines it (ROOMS), imported on first use; or a room."""
+    if name in ROOMS:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_WHERE))

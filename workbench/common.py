@@ -1,0 +1,46 @@
+"""What every room of the workbench uses: the exceptions a run ends with (each an exit status, in
+program.checked), and the small helpers that say things (shown, counted, format_seconds) or flatten weights."""
+import signal
+
+
+class DataError(Exception):
+    """Bad input the user can fix (a missing file, an impossible option): main() prints the message on
+    one line and exits with status 2."""
+
+
+class OutputError(Exception):
+    """An output could not be written (a full disk, a closed terminal): main() prints the message on one
+    line and exits with status 74, after the run saved what it could. `path`: the file, if one."""
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = path
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP outside training (inside, they stop it after the step, as Ctrl-C does)."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def shown(text, limit=120):
+    """User input as a message quotes it: as it is if printable and at most `limit` characters, else with
+    every unprintable character escaped (a terminal escape never reaches the terminal) and cut."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def format_seconds(seconds):
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def flat(weights):
+    """{name: rows} -> one list of floats, in order."""
+    return [x for rows in weights.values() for row in rows for x in row]
+
+
+def counted(n, one, many=None):
+    """'1 step', '2 steps': a count and its noun (`one`; `many`, else one + 's'), agreed in number."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"

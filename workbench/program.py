@@ -1,0 +1,502 @@
+"""The run: inputs checked, the engine built, then training, looking inside or sampling; the command line's
+main(), and every way a run ends turned into an exit status and one line."""
+import importlib
+import importlib.util
+import math
+import os
+import random
+import shlex
+import signal
+import sys
+
+import microgpt
+from .common import DataError, OutputError, Stopped, counted, shown
+from .engine import MicrogptEngine, count_parameters
+from .settings import WRITTEN, kept, parse_args, resolve_settings
+from .files import Claim, check_output, hidden, read_docs, same_file, write_atomically
+from .checkpoint import MAX_WEIGHT, checkpoint_text, load_checkpoint
+from .workers import WorkerError, memory_available, workers_of
+from .watch import (Console, CsvLog, GradcheckPrinter, Stop, Watch, loss_curve, print_explanation, print_verdict,
+                    standing, stop_signals)
+
+
+def check_memory(Engine, settings, vocab_size, training):
+    """Raise DataError, before anything is allocated, if the engine says the model (and, to train, a step)
+    needs more memory than there is."""
+    workers = training and settings.get("workers")          # each process holds a model: --workers given
+    need = Engine.memory_needed(settings, vocab_size, training) * (workers or 1)
+    have = memory_available(Engine, settings)
+    if have and need > have:
+        n = count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
+        raise DataError(f"a model of n_embd {settings['n_embd']}, n_layer {settings['n_layer']} and block_size "
+                        f"{settings['block_size']} (batch {settings['batch_size']}) has {n:,} parameters and "
+                        f"needs about {need / 1e9:,.1f} GB here" + (f" in {workers} processes" if workers else "") +
+                        f"; this machine has {have / 1e9:,.1f} GB; choose a smaller model or batch" +
+                        (" or fewer --workers" if workers else ""))
+
+
+def read_inputs(args, Engine):
+    """The checked inputs of a run, before anything is built: (checkpoint or None, settings, documents,
+    tokenizer, the data's SHA-256). Raises DataError for bad input."""
+    path = args.resume or args.load
+    checkpoint = load_checkpoint(path, Engine) if path else None
+    settings = resolve_settings(args, checkpoint, path, Engine)
+    docs, sha256 = read_docs(settings["data"])
+    if checkpoint and args.resume and not args.new_data and checkpoint["data_sha256"] not in (None, sha256):
+        raise DataError(f"data file {shown(settings['data'])} is not the text checkpoint {shown(path)} was trained "
+                        f"on (its SHA-256 differs), so the run would not go on as it was; give --new-data to train "
+                        f"it on this text all the same (its validation history starts again), or resume with its "
+                        f"own text")
+    tokenizer = microgpt.Tokenizer(checkpoint["chars"]) if checkpoint else microgpt.Tokenizer.from_docs(docs)
+    unknown = sorted(set("".join(docs)) - set(tokenizer.chars))
+    if unknown and args.resume:
+        raise DataError(f"{shown(settings['data'])} has characters checkpoint {shown(path)} does not know "
+                        f"({shown(repr(''.join(unknown[:10])))}); train a new model on it instead of resuming")
+    for option, text in (("--explain", args.explain or ""), ("--gradcheck", args.gradcheck or ""),
+                         ("--prefix", settings["prefix"])):
+        unknown = sorted(set(text) - set(tokenizer.chars))
+        if unknown:
+            raise DataError(f"{option} {shown(repr(text))} has characters the model does not know: "
+                            f"{shown(repr(''.join(unknown)))}")
+    if len(settings["prefix"]) >= settings["block_size"]:
+        raise DataError(f"--prefix is {len(settings['prefix'])} characters; it must be shorter than block_size "
+                        f"{settings['block_size']}")
+    return checkpoint, settings, docs, tokenizer, sha256
+
+
+class Run:
+    """What a run works with, all checked: the options, the settings, the documents (shuffled) and their
+    split, the tokenizer, the random generator, the engine, the step and metrics to go on from, the
+    checkpoint it came from (or None), and where it prints."""
+
+    def __init__(self, **parts):
+        self.__dict__.update(parts)
+
+    def save(self, step_done, path=None):
+        """Save the run at step_done to `path`, settings["save"] unless given. Raises DataError, writing
+        nothing, for a state no checkpoint could hold (validate_checkpoint would refuse it): a weight past
+        MAX_WEIGHT, a number that is not finite."""
+        state = self.engine.state()
+        worst = max((abs(x) for rows in state["params"].values() for row in rows for x in row), default=0.0)
+        if not worst <= MAX_WEIGHT:
+            raise DataError(f"not saved: a weight has grown to {worst:.3g}, past the {MAX_WEIGHT:g} a checkpoint "
+                            f"may hold; the learning rate is far too high (--lr)")
+        try:
+            text = checkpoint_text(state, self.tokenizer.chars, {s.name: self.settings[s.name] for s in
+                                                                 kept(self.Engine)},
+                                   step_done, self.rng.getstate(), self.metrics, self.data_sha256)
+        except ValueError:                                  # json's allow_nan=False: an inf or a NaN
+            raise DataError("not saved: Adam's state or the metrics hold a number that is not finite; the "
+                            "learning rate is far too high (--lr)")
+        write_atomically(path or self.settings["save"], text)
+
+    def release(self):
+        """Let go of the output files this run claimed."""
+        for claim in self.claims:
+            claim.release()
+        self.claims = []
+
+
+def claim_outputs(args, settings):
+    """Check --save and --log (check_output: what each may replace) and claim them (Claim). Returns the
+    claims. --resume's checkpoint may be saved over, by the run it holds; nothing else the run reads."""
+    ours = [module for name, module in list(sys.modules.items()) if name.split(".")[0] in ("microgpt", "workbench")]
+    program = {getattr(module, "__file__", None) or "" for module in ours} | {sys.argv[0]}
+    inputs = {path: "a file of this program" for path in program if path and os.path.isfile(path)}
+    inputs[settings["data"]] = "the data file (--data)"
+    outputs = [("--resume" if args.resume and not args.save else "--save", "save", "checkpoint"),
+               ("--log", "log", "log")]
+    if settings["save"]:
+        settings = dict(settings, best=best_path(settings["save"]))
+        outputs.append(("--save (its best model)", "best", "checkpoint"))
+    written = [(option, settings[key]) for option, key, _ in outputs if settings[key]]
+    for i, (option, path) in enumerate(written):            # no output is another, or another's hidden file
+        for other_option, other in written[:i]:
+            if same_file(path, other):
+                raise DataError(f"{option} {shown(path)} is the file {other_option} writes too; give them "
+                                f"different names")
+        for _, other in written:
+            if any(same_file(path, hidden(other, suffix)) for suffix in ("tmp", "lock")):
+                raise DataError(f"{option} {shown(path)} is the name of a file microgpt keeps beside "
+                                f"{shown(other)} while it writes it; give another file name")
+    claims = []
+    try:
+        for option, key, kind in outputs:
+            if settings[key]:
+                others = dict(inputs, **({args.resume: "the checkpoint --resume reads"} if key == "log" and
+                                         args.resume else {}))
+                check_output(settings[key], option, kind, others)
+                claims.append(Claim(settings[key], option))
+    except DataError:
+        for claim in claims:
+            claim.release()
+        raise
+    return claims
+
+
+def prepare(args, Engine, leader=True, log=print):
+    """Everything a run starts from, all checked before any work (read_inputs, the model's memory, the
+    output files, claimed); then the data shuffled and split, and the engine built (or restored). Raises
+    DataError for bad input."""
+    checkpoint, settings, docs, tokenizer, sha256 = read_inputs(args, Engine)
+    training = not args.load and args.explain is None and args.gradcheck is None
+    check_memory(Engine, settings, tokenizer.vocab_size, training)
+    claims = claim_outputs(args, settings) if training and leader else []
+    try:
+        return build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims)
+    except BaseException:
+        for claim in claims:
+            claim.release()
+        raise
+
+
+def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims):
+    """The run of prepare(): the documents shuffled by the seed and split, the engine built (or restored)."""
+    rng = random.Random(settings["seed"])
+    rng.shuffle(docs)                                       # the seed fixes the order and so the split
+    train_docs, val_docs = microgpt.split_docs(docs, settings["val_fraction"])
+    if not train_docs:
+        raise DataError(f"--val-fraction {settings['val_fraction']} of {len(docs)} documents leaves none to "
+                        f"train on; lower --val-fraction or add documents")
+    engine = Engine(settings, tokenizer, rng, checkpoint)   # the first weights come from rng, as in section 9
+    step, metrics = 0, {"train": [], "eval": []}
+    if checkpoint:
+        rng.setstate(checkpoint["rng_state"])
+        if args.resume:
+            step, metrics = checkpoint["step"], checkpoint["metrics"]
+        if args.resume and checkpoint["data_sha256"] not in (None, sha256):    # --new-data: another text's
+            metrics = {"train": metrics["train"],               # validation losses, blanked: not this text's
+                       "eval": [dict(row, val_loss=None) for row in metrics["eval"]]}
+    eval_docs = val_docs[:settings["eval_docs"]] if settings["eval_docs"] else val_docs
+    return Run(args=args, Engine=Engine, log=log, console=Console(log), checkpoint=checkpoint, settings=settings,
+               workers=None,
+               docs=docs, train_docs=train_docs, val_docs=val_docs, eval_docs=eval_docs, tokenizer=tokenizer, rng=rng,
+               engine=engine, step=step, metrics=metrics, data_sha256=sha256, claims=claims, baselines=None,
+               best_path=best_path(settings["save"]) if val_docs else None)
+
+
+def best_path(save):
+    """Where a run saving to `save` keeps its best model by validation loss: model.json -> model.best.json."""
+    if not save:
+        return None
+    root, extension = os.path.splitext(save)
+    return f"{root}.best{extension}"
+
+
+def baselines(tokenizer, train_docs, docs, block_size):
+    """The losses on `docs` (nats per predicted token, on the positions the model is scored on) of three
+    models anyone can count from the training documents: "uniform", every token equally likely (ln
+    vocab_size); "unigram", each token as often as in training; "bigram", each token as often as it
+    followed the token before it. Counts are over the positions the model trains on and start at 1
+    (add-one, or Laplace, smoothing), so that no probability is 0."""
+    V = tokenizer.vocab_size
+    unigram, bigram = [1] * V, [[1] * V for _ in range(V)]          # add-one: every count starts at 1
+    for tokens in map(tokenizer.encode, train_docs):
+        for t in range(microgpt.n_predicted(tokens, block_size)):
+            unigram[tokens[t + 1]] += 1
+            bigram[tokens[t]][tokens[t + 1]] += 1
+    unigram_total, bigram_totals = sum(unigram), [sum(row) for row in bigram]
+    surprise = {"unigram": 0.0, "bigram": 0.0}
+    n = 0
+    for tokens in map(tokenizer.encode, docs):
+        for t in range(microgpt.n_predicted(tokens, block_size)):
+            current, target = tokens[t], tokens[t + 1]
+            surprise["unigram"] -= math.log(unigram[target] / unigram_total)
+            surprise["bigram"] -= math.log(bigram[current][target] / bigram_totals[current])
+            n += 1
+    return {"uniform": math.log(V), "unigram": surprise["unigram"] / n, "bigram": surprise["bigram"] / n}
+
+
+def print_header(r):
+    """What the run is about to do: data, vocabulary, model size, the loss to expect at the start."""
+    s, log = r.settings, r.log
+    log(f"documents: {len(r.docs):,} ({len(r.train_docs):,} for training, {len(r.val_docs):,} for validation)")
+    log(f"vocab_size: {r.tokenizer.vocab_size} ({len(r.tokenizer.chars)} characters + BOS)")
+    log(f"parameters: {r.engine.n_params:,} (n_embd {s['n_embd']}, n_head {s['n_head']}, n_layer {s['n_layer']}, "
+        f"block_size {s['block_size']})")
+    training = not r.args.load
+    if training:
+        log(f"loss at initialisation should be near ln(vocab_size) = {math.log(r.tokenizer.vocab_size):.4f}")
+    n_cut = sum(len(doc) + 1 > s["block_size"] for doc in r.docs)
+    if n_cut and training:
+        log(f"cut: {counted(n_cut, 'document is', 'documents are')} longer than block_size {s['block_size']} "
+            f"allows and {'trains on its' if n_cut == 1 else 'train on their'} first {s['block_size']} positions only")
+    if training and r.eval_docs and r.args.explain is None and r.args.gradcheck is None:
+        r.baselines = baselines(r.tokenizer, r.train_docs, r.eval_docs, s["block_size"])
+        b = r.baselines
+        log(f"baselines on the {counted(len(r.eval_docs), 'validation document')} each evaluation reads: uniform "
+            f"{b['uniform']:.4f}, unigram {b['unigram']:.4f}, bigram {b['bigram']:.4f} (nats per token; counted from "
+            f"the training documents, add-one smoothing)")
+    if r.checkpoint:
+        path = r.args.resume or r.args.load
+        log(f"{'resuming' if r.args.resume else 'loaded'} {shown(path)} at step {r.checkpoint['step']}")
+        for line in checkpoint_notes(r):
+            log(line)
+    if training and r.best_path and r.args.explain is None and r.args.gradcheck is None:
+        log(f"the best model by validation loss is kept in {shown(r.best_path)} as the run goes")
+    if getattr(r.engine, "about", None):
+        log(r.engine.about)
+
+
+def checkpoint_notes(r):
+    """What a run from a checkpoint should know before it starts: where it saves, where the checkpoint's
+    own run saved and logged (never written unless given again), and whether the data changed."""
+    s, saved, notes = r.settings, r.checkpoint["settings"], []
+    if r.args.resume:
+        notes.append(f"  it saves to {shown(s['save'])}" + (" as it goes, the file it resumes" if same_file(
+            s["save"], r.args.resume) else "") + " (--save PATH saves elsewhere)")
+        if saved["save"] and not same_file(saved["save"], s["save"]):
+            notes.append(f"  its run saved to {shown(saved['save'])}: give --save {shown(saved['save'])} to save "
+                         f"there instead")
+        if saved["log"] and not s["log"]:
+            notes.append(f"  its run logged to {shown(saved['log'])}; this run writes no log: give --log "
+                         f"{shown(saved['log'])} to go on with it")
+    if r.checkpoint["data_sha256"] not in (None, r.data_sha256):
+        notes.append(f"  the data file {shown(s['data'])} is not the text the checkpoint was trained on (its "
+                     f"SHA-256 differs): the documents, their order and split are this file's" +
+                     (f"; its validation history starts again at step {r.step} (its validation losses were "
+                      f"another text's)" if r.args.resume else ""))
+    return notes
+
+
+def train_run(r):
+    """Train from r.step to the last step, watched; then the final save, the summary and the loss curve.
+    Returns None when training finished; when a signal stopped it, after saving, 128 + the signal's number
+    (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Raises DataError if the loss stops being finite, OutputError if
+    an output fails (a full disk, a terminal gone), BrokenPipeError if the output's reader went away: each
+    after saving the last good state where it can be."""
+    s = r.settings
+    with Stop() as stop:                        # through the final save: a signal now cannot cut it short
+        watch, failure = watched_training(r, stop)
+        if failure is not None:
+            raise ended(r, watch, failure)
+        if stop.requested:
+            return interrupted(r, watch.step_done, stop.signum)
+        if s["save"]:
+            r.save(watch.step_done)             # first: nothing optional after it (summary, curve) can lose it
+        if stop.requested:                      # (a signal during that save: it is done; stop now)
+            return interrupted(r, watch.step_done, stop.signum)
+    if watch.step_done:
+        r.console.line(watch.clock.summary(watch.step_done))
+    for line in standing(r) + loss_curve(r.metrics, r.baselines):
+        r.log(line)
+    if s["save"]:
+        r.log(f"saved {shown(s['save'])} (sample from it later with --load {shown(s['save'])})")
+    return None
+
+
+def watched_training(r, stop):
+    """The training of train_run(), watched by a Watch: (the watch, the exception that ended it or None)."""
+    s = r.settings
+    csv_log = CsvLog(s["log"], s["grad_clip"], r.metrics, r.baselines) if s["log"] else None
+    watch, failure = Watch(r, stop, csv_log), None
+    r.workers = workers_of(r, stop)
+    # (Under PyPy a batch is shared only when --workers says so: at batch 8 two processes trained at 0.6x the
+    # tokens per second of one on a 2-core machine, `make bench`; its evaluations are shared, 1.9x.)
+    shared = {"gradients": lambda batch, n_tokens: r.workers.spread("gradients", batch, n_tokens)} if (
+        r.workers and s["batch_size"] > 1 and (s["workers"] or sys.implementation.name != "pypy")) else {}
+    try:
+        if r.workers:
+            r.workers.start()                   # now: they start up while the first steps train
+        r.engine.train(r.train_docs, r.step, watch.on_step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"],
+                       s["batch_size"], s["grad_clip"], **shared)
+    except (FloatingPointError, OSError, OutputError, WorkerError) as e:
+        failure = e
+    finally:
+        if r.workers:
+            r.workers.close()
+            r.workers = None
+        if csv_log:
+            failure = csv_log.close() or failure
+    return watch, failure
+
+
+def ended(r, watch, failure):
+    """The exception a run that failed mid-way raises, once its last good state is saved where it can be."""
+    s, step, saved = r.settings, watch.step_done, ""
+    if s["save"] and getattr(failure, "path", None) != s["save"]:     # (unless the save itself failed)
+        try:
+            r.save(step)
+            saved = f"; saved the last good state (step {step}) to {shown(s['save'])}"
+        except (OutputError, DataError) as e:
+            saved = f"; could not save the last good state either ({e})"
+    if isinstance(failure, FloatingPointError):
+        return DataError(f"training stopped at step {step + 1}: {failure}{saved}; try a lower --lr or --grad-clip")
+    if isinstance(failure, BrokenPipeError):
+        return failure                                      # the reader went away: nothing to tell it
+    if isinstance(failure, (OutputError, WorkerError)):
+        return type(failure)(f"{failure}{saved}")
+    return OutputError(f"cannot write to the output ({failure.strerror}){saved}")
+
+
+def interrupted(r, step, signum):
+    """Save a run a signal stopped, say so (if the output still takes it) and return 128 + signum."""
+    s, name = r.settings, signal.Signals(signum).name
+    where = f"interrupted at step {step}" if signum == signal.SIGINT else f"stopped by {name} at step {step}"
+    if s["save"]:
+        r.save(step)
+        text = f"{where}: saved {shown(s['save'])}; continue with {resume_command(s)}"
+    else:
+        text = f"{where}: nothing saved (give --save PATH to keep a run)"
+    try:
+        r.console.line(text)
+    except OSError:                             # a closed terminal (SIGHUP): the checkpoint is what matters
+        pass
+    return 128 + signum
+
+
+def resume_command(settings):
+    """The options that go on with a run saved to settings["save"]: --resume, and every output the run had
+    that a checkpoint never names (WRITTEN: --log)."""
+    quoted = lambda key: shlex.quote(shown(settings[key], limit=4096))         # (whole: to be run)
+    return " ".join([f"--resume {quoted('save')}"] + [f"--{key} {quoted(key)}" for key in WRITTEN
+                                                        if key != "save" and settings[key]])
+
+
+def sample_run(r):
+    """Print settings["samples"] new documents, then how many of them are not training documents."""
+    s = r.settings
+    known, new = set(r.train_docs), 0
+    for i in range(s["samples"]):
+        text = r.engine.sample(r.rng, s["temperature"], s["top_k"], s["prefix"])
+        r.log(f"sample {i + 1:2d}: {text}")
+        new += text not in known                            # a validation name counts as new: never trained on
+    if s["samples"]:
+        of = counted(s["samples"], "sample is not a training document", "samples are not training documents")
+        r.log(f"new: {new} of {of}")
+
+
+def look_inside(r):
+    """--explain DOC or --gradcheck DOC (default: the first training document), through the engine's inside
+    module. Returns the exit status: 0, or 1 if the gradient check fails."""
+    inside = importlib.import_module(r.Engine.inside)
+    s, args = r.settings, r.args
+    doc = (args.explain if args.explain is not None else args.gradcheck) or r.train_docs[0]
+    if args.gradcheck is not None:
+        return print_verdict(r, inside.gradcheck(r.engine, doc, random.Random(s["seed"]), GradcheckPrinter(r, doc)))
+    step = r.checkpoint["step"] if r.checkpoint else 0                # the step the model would take next
+    lr = microgpt.lr_schedule(step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"])
+    note = f" (model at step {step})"
+    if step >= s["steps"] or lr == 0:
+        lr, note = s["lr"], f" (model at step {step}, the end of its run: its step traced at the peak lr)"
+    print_explanation(r, doc, inside.explain(r.engine, doc, lr), note)
+    return 0
+
+
+def follow(r):
+    """A process of a multi-process engine other than the first: trains its share, silent, deaf to Ctrl-C
+    (the first hears it and stops everyone). Returns the exit status."""
+    s = r.settings
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if not r.args.load:
+            r.engine.train(r.train_docs, r.step, lambda *a: False, s["steps"], s["lr"], s["warmup_steps"],
+                           s["min_lr"], s["batch_size"], s["grad_clip"])
+    except FloatingPointError:
+        return 2                                            # the first process says why
+    return 0
+
+
+def run(args, Engine=None, leader=True, log=print):
+    """The whole program for parsed options. Returns the exit status; raises DataError for bad input."""
+    r = prepare(args, Engine or MicrogptEngine, leader, log)
+    try:
+        if not leader:
+            return follow(r)
+        print_header(r)
+        if args.explain is not None or args.gradcheck is not None:
+            return look_inside(r)
+        if not args.load:
+            status = train_run(r)
+            if status is not None:
+                return status
+        sample_run(r)
+        return 0
+    finally:
+        r.release()
+
+
+def abandon_stdout():
+    """After the output failed (its reader went away, the disk is full): send the rest of stdout nowhere, so
+    that not even Python's exit tries it again and prints a traceback."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):           # (stdout is not a file: nothing to abandon)
+        pass
+
+
+def closed_pipe():
+    """After BrokenPipeError (the reader of our output went away, as `| head` does): stdout abandoned, and
+    141, a shell's status for a program its pipe stopped."""
+    abandon_stdout()
+    return 141
+
+
+def say(program, message):
+    """One line on stderr: the message with anything unprintable escaped, cut to a sane length."""
+    try:
+        print(f"{program}: {shown(message, 600)}", file=sys.stderr)
+    except (AttributeError, OSError):                       # (stderr closed, or full: nothing more to do)
+        pass
+
+
+def raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def main(argv=None, Engine=None, program="microgpt", leader=True, description=None):
+    """The command line of `python3 microgpt.py` (Engine None: MicrogptEngine) or of another engine's
+    program. Returns the exit status: 0, 1 (a failed gradient check), 2 (bad input), 70 (a worker process
+    died), 74 (an output could not be written), 128 + a signal's number (130 Ctrl-C, 143 SIGTERM, 129
+    SIGHUP), 141 (the output's reader went away); each failure says why in one line on stderr."""
+    def body():
+        args = parse_args(argv, Engine, *([description] if description else []))
+        return run(args, Engine, leader)
+    return entry(program, body)
+
+
+def entry(program, body):
+    """body() -> its exit status, as a program ends: a character the terminal's encoding lacks shown escaped,
+    SIGTERM and SIGHUP raising Stopped (training turns them into a stop after the step), standard output
+    flushed where a failure is caught, and every way it can fail turned into a status and one line."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    previous = {signum: signal.getsignal(signum) for signum in stop_signals()}
+    for signum in stop_signals()[1:]:
+        signal.signal(signum, raise_stopped)
+    try:
+        return checked(program, body)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def checked(program, body):
+    """body()'s status, every way it can end turned into an exit status and at most one line on stderr."""
+    try:
+        try:
+            status = body()
+        except SystemExit as e:                             # --help: argparse prints it and exits
+            status = e.code
+        if sys.stdout is not None:
+            sys.stdout.flush()                  # now, where a failure is caught, not at the interpreter's exit
+        return status
+    except DataError as e:
+        say(program, f"error: {e}")
+        return 2
+    except BrokenPipeError:
+        return closed_pipe()
+    except (OutputError, OSError) as e:                     # OSError: stdout itself, outside training
+        abandon_stdout()
+        say(program, f"error: {e if isinstance(e, OutputError) else f'cannot write to the output ({e.strerror})'}")
+        return 74
+    except WorkerError as e:
+        say(program, f"error: {e}")
+        return 70
+    except Stopped as e:
+        say(program, f"stopped by {e}")
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        say(program, "interrupted")
+        return 130

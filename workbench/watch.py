@@ -1,0 +1,478 @@
+"""Watching a run: one part per job, put together in Watch.on_step, train()'s callback (the status line,
+the clock, the CSV log, signals, evaluations, the overfitting judge, the loss curve); and printing what
+looking inside a model found (the numbers: inside.py)."""
+import csv
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+
+import microgpt
+from .common import OutputError, counted, flat, format_seconds, shown
+from .engine import perplexity, update_ratio
+from .files import LOG_COLUMNS, NOFOLLOW, TRAIN_FIELDS
+from .workers import WorkerError
+
+
+class Console:
+    """Permanent lines go through `log`; on a terminal, a status line rewrites itself in between."""
+
+    def __init__(self, log):
+        self.log = log
+        self.tty = log is print and bool(getattr(sys.stdout, "isatty", lambda: False)())   # (None: closed)
+        self.status_shown = False
+
+    def line(self, text):
+        if self.status_shown:
+            sys.stdout.write("\r\x1b[K")
+            self.status_shown = False
+        self.log(text)
+
+    def status(self, fields):
+        """On a terminal, the status line: `fields`, (text, rank) pairs, fitted() to the terminal's width."""
+        if self.tty:
+            sys.stdout.write("\r\x1b[K" + fitted(fields, shutil.get_terminal_size().columns))
+            sys.stdout.flush()
+            self.status_shown = True
+
+
+def fitted(fields, width):
+    """The texts of `fields`, (text, rank) pairs, in their order, joined by ' | ' (by a space before a text
+    in brackets, a note on the one before), in at most width - 1 characters: a line that reaches the last
+    column wraps on some terminals, and every redraw would leave a row behind. The fields of the highest
+    rank (the least useful) are dropped first; if what is left is still too long, it is cut."""
+    def joined(fields):
+        return "".join((" " if text.startswith("(") else " | ") * (i > 0) + text for i, (text, _) in enumerate(fields))
+    fields, room = list(fields), max(width - 1, 1)
+    while len(fields) > 1 and len(joined(fields)) > room:
+        fields.remove(max(fields, key=lambda field: field[1]))
+    return joined(fields)[:room]
+
+
+class Clock:
+    """Seconds of a run: training (evaluation left out) and evaluation, this session and, for a resumed
+    run, the sessions before it (from its metrics)."""
+
+    def __init__(self, metrics):
+        self.before = metrics["train"][-1]["elapsed_s"] if metrics["train"] else 0.0
+        self.eval_before = sum(row["seconds"] for row in metrics["eval"])
+        self.start = time.perf_counter()
+        self.eval_seconds, self.evaluations = 0.0, 0
+
+    def training(self):
+        """Seconds spent training in this session."""
+        return time.perf_counter() - self.start - self.eval_seconds
+
+    def summary(self, steps):
+        seconds = self.before + self.training()
+        return (f"trained {counted(steps, 'step')} in {format_seconds(seconds)} ({1000 * seconds / steps:.1f} ms/step; "
+                f"evaluation took {format_seconds(self.eval_before + self.eval_seconds)})")
+
+
+class CsvLog:
+    """The run's metrics as CSV: a row per baseline (its kind the baseline's name, its val_loss the loss),
+    then one row per training step and per evaluation, in the order they happened (a resumed run writes
+    its history first); line-buffered, so every row is on disk once written. A link planted at the log's
+    name is not followed. A failed write raises OutputError."""
+    COLUMNS = LOG_COLUMNS
+
+    def __init__(self, path, grad_clip, metrics, baselines=None):
+        self.path, self.grad_clip = path, grad_clip
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o666)
+            self.file = open(fd, "w", newline="", encoding="utf-8", buffering=1)
+        except OSError as e:
+            raise OutputError(f"cannot write the log {shown(path)}: {e.strerror}", path)
+        self.writer = csv.writer(self.file)
+        self.write(self.COLUMNS)
+        for name, loss in (baselines or {}).items():        # a row per baseline: kind is its name, val_loss its loss
+            self.write([name] + [""] * 10 + [loss, perplexity(loss)])
+        evals = {row["step"]: row for row in metrics["eval"]}
+        for row in metrics["train"]:
+            self.train(row)
+            if row["step"] in evals:
+                self.eval(evals[row["step"]])
+
+    def write(self, row):
+        try:
+            self.writer.writerow(row)
+        except OSError as e:
+            raise OutputError(f"cannot write the log {shown(self.path)}: {e.strerror}", self.path)
+
+    def train(self, row):
+        blank = lambda x: "" if x is None else x
+        self.write(["train"] + [blank(row[f]) for f in TRAIN_FIELDS] + [blank(self.grad_clip), "", "", ""])
+
+    def eval(self, row):
+        if row["val_loss"] is not None:
+            self.write(["eval", row["step"]] + [""] * 8 +
+                       [row["train_loss"], row["val_loss"], perplexity(row["val_loss"])])
+
+    def close(self):
+        """Close the file; returns the OutputError of a failed last write, or None."""
+        try:
+            self.file.close()
+        except OSError as e:
+            return OutputError(f"cannot write the log {shown(self.path)}: {e.strerror}", self.path)
+        return None
+
+
+def stop_signals():
+    """The signals that stop a run as Ctrl-C does: SIGINT, and SIGTERM and SIGHUP where the system has them
+    (what `timeout`, `docker stop`, a scheduler and a closed terminal send)."""
+    return [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+
+class Stop:
+    """`with Stop() as stop:` Ctrl-C, SIGTERM or SIGHUP asks the run to stop after the step it is in:
+    stop.requested turns true and stop.signum says which. The handlers before are put back at the end."""
+
+    def __enter__(self):
+        self.requested, self.signum = False, signal.SIGINT
+        self.previous = {signum: signal.signal(signum, self.request) for signum in stop_signals()}
+        return self
+
+    def request(self, signum, frame):
+        self.requested, self.signum = True, signum
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self.previous.items():       # once stopped, the run is ending: no second stop
+            signal.signal(signum, signal.SIG_IGN if self.requested else handler)
+
+
+class Watch:
+    """train()'s on_step for a run `r`: records each step's metrics row, shows where the run is, and at their
+    steps evaluates (with samples), judges the evaluation and saves; its answer is whether a stop was asked
+    for. On a terminal one status line rewrites itself each step and only evaluations (and --print-every's
+    steps, if given) stay; elsewhere (a pipe, a file) every print_every-th step is a line."""
+
+    def __init__(self, r, stop, log):
+        s = r.settings
+        self.r, self.s, self.stop, self.csv = r, s, stop, log
+        self.step_done, self.clock = r.step, Clock(r.metrics)
+        self.print_every = s["print_every"] or (None if r.console.tty else 1 if s["steps"] <= 1000 else
+                                                s["steps"] // 100)
+        last_eval = r.metrics["eval"][-1]["step"] if r.metrics["eval"] else 0      # resuming: the steps since
+        self.losses_since_eval = [row["loss"] for row in r.metrics["train"] if row["step"] > last_eval]
+        self.weights_before = flat(r.engine.weights()) if log else None
+        self.t_last = time.perf_counter()
+        self.judge = Judge(r)
+
+    def on_step(self, step, loss, lr, grad_norm, batch):
+        self.step_done = step + 1
+        self.r.metrics["train"].append(self.record(loss, lr, grad_norm, batch))
+        if self.csv:
+            self.csv.train(self.r.metrics["train"][-1])
+        self.losses_since_eval.append(loss)
+        self.show(loss, lr)
+        last = self.step_done == self.s["steps"]
+        if self.step_done % self.s["eval_every"] == 0 or last:
+            self.evaluate()
+        if self.r.workers and self.r.workers.failure:      # (its evaluation done: a resume goes on exactly)
+            raise self.r.workers.failure
+        if self.s["save_every"] and self.step_done % self.s["save_every"] == 0 and not last:
+            self.r.save(self.step_done)
+        self.t_last = time.perf_counter()
+        return self.stop.requested
+
+    def record(self, loss, lr, grad_norm, batch):
+        """The metrics row of the step just taken."""
+        n_tokens = sum(microgpt.n_predicted(tokens, self.s["block_size"]) for tokens in batch)
+        ratio = None
+        if self.weights_before is not None:                 # only with a log: it copies every weight
+            after = flat(self.r.engine.weights())
+            ratio, self.weights_before = update_ratio(self.weights_before, after), after
+        clipped = int(self.s["grad_clip"] is not None and grad_norm > self.s["grad_clip"])
+        return {"step": self.step_done, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                "tokens_per_sec": n_tokens / max(time.perf_counter() - self.t_last, 1e-9),
+                "elapsed_s": self.clock.before + self.clock.training(), "update_ratio": ratio, "clipped": clipped}
+
+    def show(self, loss, lr):
+        """The step's line: permanent every print_every steps and at the last (where there is a print_every),
+        else, on a terminal, the status line: a smoothed loss and the speed beside the time left."""
+        n, N = self.step_done, self.s["steps"]
+        left = format_seconds(self.time_left())
+        if self.print_every and (n % self.print_every == 0 or n == N):
+            self.r.console.line(f"step {n:4d} / {N:4d} | loss {loss:.4f} | lr {lr:.5f} | {left} left")
+            return
+        recent = [row["loss"] for row in self.r.metrics["train"][-20:]]
+        speed = self.r.metrics["train"][-1]["tokens_per_sec"]
+        # Each field with its rank: the order in which they give way to a narrow terminal, the highest first.
+        self.r.console.status([(f"step {n:4d} / {N:4d}", 0), (f"loss {sum(recent) / len(recent):.4f}", 0),
+                               (f"(mean of {counted(len(recent), 'step')})", 4), (f"lr {lr:.5f}", 2),
+                               (f"{speed:,.0f} tokens/s", 3), (f"{left} left", 1)])
+
+    def time_left(self):
+        """Seconds the run has left: its steps to go at this session's pace, and its evaluations to go at
+        theirs. Before the first, an evaluation is reckoned as its documents and samples at a third of a
+        training step's time per document (a forward pass without a graph, against forward, backward and
+        Adam's update)."""
+        n, N, every = self.step_done, self.s["steps"], self.s["eval_every"]
+        per_step = self.clock.training() / (n - self.r.step)
+        evaluations = N // every - (n - 1) // every + (1 if N % every else 0)     # this step's included
+        done = self.clock.evaluations
+        per_eval = (self.clock.eval_seconds / done if done else
+                    per_step / self.s["batch_size"] * (len(self.r.eval_docs) + self.s["eval_samples"]) / 3)
+        return per_step * (N - n) + per_eval * evaluations
+
+    def evaluate(self):
+        """Validation loss now, beside the mean training loss since the last evaluation; then a few
+        samples, drawn from a generator seeded by the seed and the step alone, so that they change
+        nothing else the run does (the final samples come from the run's own generator)."""
+        if not self.losses_since_eval:
+            return
+        t0 = time.perf_counter()
+        row = evaluation(self.r, self.step_done, self.losses_since_eval)
+        row["seconds"] = time.perf_counter() - t0
+        self.clock.eval_seconds += row["seconds"]
+        self.clock.evaluations += 1
+        self.r.metrics["eval"].append(row)
+        if self.csv:
+            self.csv.eval(row)
+        self.losses_since_eval = []
+        self.judge(row)
+
+
+class Judge:
+    """After each evaluation: keeps the best model by validation loss (with --save, in its own file, which
+    --load can sample from) and says once, plainly, when the validation loss has stayed RISE above its best
+    (2% more nats, past the wobble of a hundred documents) for two evaluations in a row while the training
+    loss fell below where it was then: the model is memorising."""
+    RISE = 1.02
+
+    def __init__(self, r):
+        self.r, self.best, self.rises, self.said = r, None, 0, False
+        for row in r.metrics["eval"]:                       # a resumed run goes on from its history
+            self.judged(row)
+
+    def judged(self, row):
+        """Update the best and the count of evaluations since it; True if row is the new best."""
+        if row["val_loss"] is None:
+            return False
+        if self.best is None or row["val_loss"] < self.best["val_loss"]:
+            self.best, self.rises = row, 0
+            return True
+        self.rises = self.rises + 1 if row["val_loss"] > self.RISE * self.best["val_loss"] else 0
+        return False
+
+    def __call__(self, row):
+        r = self.r
+        if self.judged(row):
+            if r.best_path:
+                r.save(row["step"], r.best_path)
+            return
+        best = self.best
+        if self.said or self.rises < 2 or best is None or row["train_loss"] >= best["train_loss"]:
+            return
+        self.said = True
+        kept = (f"the best model is kept in {shown(r.best_path)}: --load it to sample from it" if r.best_path else
+                "give --save PATH to keep the best model of a run")
+        r.console.line(f"overfitting: since step {best['step']} the validation loss has risen from its best, "
+                       f"{best['val_loss']:.4f}, to {row['val_loss']:.4f}, while the training loss fell from "
+                       f"{best['train_loss']:.4f} to {row['train_loss']:.4f}: the model is memorising its "
+                       f"training documents rather than learning what they have in common; {kept}")
+
+
+def evaluation(r, step, train_losses):
+    """Print the evaluation at `step` and its samples; return its metrics row (without seconds)."""
+    s, console = r.settings, r.console
+    train_loss = sum(train_losses) / len(train_losses)
+    text = f"eval {step:4d} | train loss {train_loss:.4f} (mean of {counted(len(train_losses), 'step')})"
+    val_loss = None
+    if r.eval_docs:
+        shared = {}
+        try:
+            if r.workers:                                                               # (the same numbers)
+                shared = {"nlls": r.workers.spread("nlls", [r.tokenizer.encode(doc) for doc in r.eval_docs])}
+        except WorkerError as e:            # done here instead, as one process would; then the run stops
+            r.workers.failure = e
+        val_loss, _ = r.engine.evaluate(r.eval_docs, **shared)
+        text += f" | val loss {val_loss:.4f} | val perplexity {perplexity_text(val_loss)}"
+    rng = random.Random(f"{s['seed']}:{step}")
+    texts = [r.engine.sample(rng, s["temperature"], s["top_k"], s["prefix"]) or "''"
+             for _ in range(s["eval_samples"])]
+    console.line(text)
+    if texts:
+        console.line(f"  samples at step {step}: {', '.join(texts)}")
+    return {"step": step, "train_loss": train_loss, "val_loss": val_loss}
+
+
+def perplexity_text(loss):
+    """exp(loss) as printed: two decimals, or three digits and an exponent once it is large (1.2e+300, inf)."""
+    ppl = perplexity(loss)
+    return f"{ppl:.2f}" if ppl < 1e6 else f"{ppl:.3g}"
+
+
+def standing(r):
+    """Where a run ends against the baselines: its last validation loss beside theirs, and its best."""
+    evals = [row for row in r.metrics["eval"] if row["val_loss"] is not None]
+    if not evals or not r.baselines:
+        return []
+    last, b = evals[-1], r.baselines
+    val, (best_name, best_loss) = last["val_loss"], min(b.items(), key=lambda item: item[1])
+    if val < best_loss:
+        verdict = f"below every baseline, {best_loss - val:.4f} nats under the {best_name}" + (
+            ": it has learnt more than which token follows which" if best_name == "bigram" else "")
+    elif val < max(b.values()):
+        verdict = (f"between the baselines: below the {' and the '.join(n for n in b if val < b[n])}, above the "
+                   f"{' and the '.join(n for n in b if val >= b[n])}")
+    else:
+        verdict = "above every baseline: it has learnt nothing yet, or memorised its training documents"
+    lines = [f"where it stands: val loss {val:.4f} at step {last['step']} | bigram {b['bigram']:.4f} | "
+             f"unigram {b['unigram']:.4f} | uniform {b['uniform']:.4f}: {verdict}"]
+    best = min(evals, key=lambda row: row["val_loss"])
+    if best is not last:
+        lines.append(f"  its best: val loss {best['val_loss']:.4f} at step {best['step']}" +
+                     (f", kept in {shown(r.best_path)}" if r.best_path else ""))
+    return lines
+
+
+def loss_curve(metrics, baselines=None, width=64, height=10):
+    """The run's loss curve as text lines: '.' is the training loss, smoothed by a running mean over
+    about a twentieth of the run and averaged per column; 'o' is a validation loss; '-' rows mark the
+    baselines' losses (the bigram always, the others where they fall in the picture)."""
+    train = [(row["step"], row["loss"]) for row in metrics["train"]]
+    evals = [(row["step"], row["val_loss"]) for row in metrics["eval"] if row["val_loss"] is not None]
+    if len(train) < 2:
+        return []
+    window = max(1, len(train) // 20)
+    running, smoothed = 0.0, []
+    for i, (step, loss) in enumerate(train):
+        running += loss - (train[i - window][1] if i >= window else 0.0)
+        smoothed.append((step, running / min(i + 1, window)))
+    first, last = train[0][0], train[-1][0]
+    width = min(width, last - first + 1)
+    column = lambda step: min(width - 1, (step - first) * width // (last - first + 1))
+    sums, counts = [0.0] * width, [0] * width
+    for step, loss in smoothed:
+        sums[column(step)] += loss
+        counts[column(step)] += 1
+    points = [(col, sums[col] / counts[col], ".") for col in range(width) if counts[col]]
+    points += [(column(step), loss, "o") for step, loss in evals]
+    return draw_curve(points, baselines or {}, width, height, window, first, last)
+
+
+def draw_curve(points, baselines, width, height, window, first, last):
+    """The text grid of loss_curve(): points (column, loss, mark), the losses' range on the left, and a row
+    of '-' for each baseline in the range (the bigram's widens it), its name on the right."""
+    hi, lo = max(p[1] for p in points), min(p[1] for p in points)
+    if "bigram" in baselines:
+        hi, lo = max(hi, baselines["bigram"]), min(lo, baselines["bigram"])
+    row_of = lambda loss: round((hi - loss) / ((hi - lo) or 1.0) * (height - 1))
+    grid, names = [[" "] * width for _ in range(height)], [[] for _ in range(height)]
+    for name, loss in sorted(baselines.items(), key=lambda item: item[1]):
+        if lo <= loss <= hi:
+            grid[row_of(loss)] = ["-"] * width
+            names[row_of(loss)].append(f"{name} {loss:.2f}")
+    for col, loss, mark in points:
+        grid[row_of(loss)][col] = mark
+    lines = [f"loss curve: . training loss (running mean of {counted(window, 'step')}), o validation loss" +
+             (", - a baseline's validation loss" if baselines else "")]
+    for r, cells in enumerate(grid):
+        label = f"{hi:.2f}" if r == 0 else f"{lo:.2f}" if r == height - 1 else ""
+        lines.append(f"{label:>6} |{''.join(cells)}" + (f" {', '.join(names[r])}" if names[r] else ""))
+    lines.append(f"{'':>6} +{'-' * width}")
+    left, right = f"step {first}", f"step {last}"
+    lines.append(f"{'':>8}{left}{right:>{max(len(right) + 1, width - len(left))}}")
+    return lines
+
+
+SHADES = " .:-=+*#%@"         # the attention heatmap: weight 0-10% -> ' ', ..., 90-100% -> '@'
+
+
+def print_explanation(r, doc, x, note=""):
+    """Print explain()'s numbers `x` for `doc`: the next-token table, the attention heatmaps and the
+    traced step."""
+    tokenizer, log = r.tokenizer, r.log
+    name = lambda t: "BOS" if t == tokenizer.BOS else repr(tokenizer.chars[t])
+    show = lambda t: f"{name(t):>5} ({t:2d})"
+    known = ("a training document" if doc in set(r.train_docs) else "held out for validation" if doc in
+             set(r.val_docs) else "in neither the training nor the validation documents")
+    tokens = str(x["tokens"]) if len(x["tokens"]) <= 40 else f"{str(x['tokens'][:40])[:-1]}, ...]"
+    log(f"explain {shown(repr(doc))}{note}, {known}: tokens {tokens}; position t reads tokens[t] and predicts "
+        f"tokens[t+1]")
+    log("  pos |   input    |   target   | p(target) | loss (nats) | what the model believed came next")
+    for t, (inp, target, p, loss, top3) in enumerate(x["positions"]):
+        believed = "  ".join(f"{name(i)} {q:.2f}" for i, q in top3)
+        log(f"{t:5d} | {show(inp)} | {show(target)} |   {p:.4f}  |   {loss:.4f}    | {believed}")
+    losses = [pos[3] for pos in x["positions"]]
+    v = tokenizer.vocab_size
+    log(f"  mean loss {sum(losses) / len(losses):.4f} over {counted(len(losses), 'position')}; a uniform guess over "
+        f"{v} tokens scores ln {v} = {math.log(v):.4f}")
+    if len(x["tokens"]) - 1 > len(losses):
+        log(f"  cut: block_size {r.settings['block_size']} leaves out the last "
+            f"{counted(len(x['tokens']) - 1 - len(losses), 'target')}")
+    print_attention(r, x, [name(t).strip("'") for t in x["tokens"][:len(losses)]])
+    step = x["step"]
+    log(f"one training step on {shown(repr(doc))}, traced (the model is left unchanged): mean loss {step['loss']:.4f}, "
+        f"learning rate {step['lr']:.5f}")
+    log("  matrix            gradient norm   update / weight (RMS, log10)")
+    for matrix, (norm, ratio) in step["matrices"].items():
+        size = math.log10(ratio) if ratio else -math.inf
+        said = ("   too high" if size > RATIO_TOO_HIGH else "   barely moves" if size < RATIO_BARELY else "")
+        log(f"  {matrix:<16} {norm:12.6f}   {size:8.2f}{said}")
+    log(f"  (log10 of Adam's update over the weights. For the default model at the default lr 0.01 the first step "
+        f"is -1.3 to -0.9 (Adam's first steps are about lr, its weights about 0.08); at 20 times that lr, the high-lr "
+        f"trap's first step, 0.0 to 0.4: above {RATIO_TOO_HIGH:g} the learning rate is too high for that matrix; "
+        f"below {RATIO_BARELY:g} it barely learns)")
+
+
+# The update-to-weight ratio's bounds, log10, measured on this model (python3 traps.py high-lr, --explain): the
+# default lr's steps lie between them, the high-lr trap's first steps above, and the cosine's last below.
+RATIO_TOO_HIGH, RATIO_BARELY = -0.5, -3.0
+
+
+def print_attention(r, x, labels):
+    """The attention heatmaps of explain(): a row per position, a column per position it reads."""
+    s, log = r.settings, r.log
+    legend = ", ".join(f"'{c}' {10 * i}%" for i, c in enumerate(SHADES) if i)
+    log(f"attention: each row is a position and where it looks, over the positions so far; above the diagonal, "
+        f"the future: masked. Shades: ' ' under 10%, {legend} or more")
+    for layer in range(s["n_layer"]):
+        for head in range(s["n_head"]):
+            log(f"  layer {layer} head {head}  " + "".join(f"{label:>4}" for label in labels))
+            for t, label in enumerate(labels):
+                weights = x["attention"][t][layer * s["n_head"] + head]
+                cells = "".join(f"  {SHADES[min(9, int(w * 10))] * 2}" for w in weights)
+                top = max(range(len(weights)), key=weights.__getitem__)
+                log(f"  {t:2d} {label:>3} reads  {cells:<{4 * len(labels)}}  most: {labels[top]} {weights[top]:.0%}")
+
+
+class GradcheckPrinter:
+    """gradcheck()'s on_matrix: each matrix's line as soon as it is checked (the first with the heading), and
+    on a terminal a status line of how long is left, so that a larger model's check is seen to work."""
+
+    def __init__(self, r, doc):
+        self.r, self.doc, self.start = r, doc, time.perf_counter()
+
+    def __call__(self, name, m, done, total):
+        r = self.r
+        if not hasattr(self, "rows"):
+            self.rows = True
+            r.console.line(f"gradcheck {shown(repr(self.doc))}: backward() against central finite differences, "
+                           f"(L(p+h) - L(p-h)) / 2h with h = 1e-5, on {total:,} entries among those the "
+                           f"document reaches (two forward passes each)")
+            r.console.line("  matrix             checked (non-zero) / reached / all    worst relative error")
+        r.console.line(f"  {name:<16} {m['checked']:>5} ({m['nonzero']:>5}) / {m['reached']:>6} / {m['total']:<6} "
+                       f"{m['worst']:10.1e}")
+        seconds = time.perf_counter() - self.start
+        r.console.status(f"gradcheck: {done:,} of {total:,} entries, {format_seconds(seconds / done * (total - done))} "
+                         f"left")
+        if r.log is print:
+            sys.stdout.flush()                          # a pipe sees each line as it comes, not at the end
+
+
+def print_verdict(r, report, tolerance=1e-4):
+    """The gradient check's verdict. Returns the exit status: 0, or 1 if a relative error is over the
+    tolerance."""
+    name, worst = max(((name, m["worst"]) for name, m in report.items()), key=lambda item: item[1])
+    if worst > tolerance:
+        r.console.line(f"gradcheck FAILED: {name} is off by a relative {worst:.1e}, over the tolerance "
+                       f"{tolerance:.0e}: backward() and the finite differences disagree there")
+        return 1
+    r.console.line(f"gradcheck passed: the worst relative error is {worst:.1e} ({name}), under the tolerance "
+                   f"{tolerance:.0e}")
+    return 0

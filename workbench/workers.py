@@ -1,0 +1,256 @@
+"""Worker processes (--workers): a batch's documents, and an evaluation's, shared among processes. The engine
+adds the documents' parts up in their order, so the numbers are the same whoever computed each part
+(MicrogptEngine.added). A worker process imports this module, the engine's, and microgpt.py: nothing else."""
+import array
+import gc
+import importlib
+import os
+import pickle
+import random
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import microgpt
+from .common import flat, shown
+
+
+def physical_memory():
+    """Bytes of memory this machine has, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def memory_available(Engine, settings):
+    """Bytes an engine's model may use: what the engine says (a GPU's), else this machine's; None if unknown."""
+    return Engine.memory_available(settings) or physical_memory()
+
+
+class WorkerError(Exception):
+    """A worker process died or failed: main() prints the message on one line and exits with status 70,
+    after the run saved its last good state."""
+
+
+def cores():
+    """The cores this process may run on (its CPU affinity where the system says, else all of them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# A worker's program: the project's folder first on its path (not the cwd), and this module alone of the workbench.
+WORKER = "import sys; sys.path[0] = sys.argv[1]; from workbench import workers; workers.worker_main()"
+
+
+def worker_main():
+    """A worker process (WORKER): reads pickled messages on stdin and answers on stdout. The first names
+    the engine (its module's file and class) and the model's settings and characters; each of the others
+    sends weights and documents and is answered with each document's part (engine.document_gradients or
+    document_nlls), or the error that stopped it. Stdin's end, which comes however the run's process ended
+    (killed included), ends it. It has a session of its own, so a terminal's Ctrl-C and a signal to the
+    run's process group reach only the run, which finishes its step and closes the pipes."""
+    gc.disable()                            # as MicrogptEngine.train does: a graph has no cycle to collect
+    parent = os.getppid()
+
+    def orphaned():                         # the run killed mid-share: the share is not waited for
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    stdin, stdout = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # a stray print cannot break a message
+    try:
+        (module, folder, name, settings, chars), _ = read_message(stdin)
+        if "." not in module:                   # a module of its own (microgpt_torch.py, a test's): found in its folder
+            sys.path.insert(1, folder)
+        engine = getattr(importlib.import_module(module), name)(settings, microgpt.Tokenizer(chars), random.Random(0))
+        while True:
+            (kind, batch, n_tokens), (weights,) = read_message(stdin)
+            try:
+                engine.set_weights(unpacked(weights))
+                if kind == "gradients":
+                    parts = engine.document_gradients(batch, n_tokens)
+                    answer, blobs = ("done", [loss for loss, _ in parts]), [packed(grads) for _, grads in parts]
+                else:
+                    answer, blobs = ("done", engine.document_nlls(batch)), []
+            except Exception as e:                          # (MemoryError included) the run says it
+                answer, blobs = ("failed", f"{type(e).__name__}: {e}"), []
+            write_message(stdout, answer, blobs)
+    except (EOFError, OSError):                             # the run closed the pipe, or is gone
+        return
+
+
+def write_message(stream, message, blobs=()):
+    """A message: `message` pickled, with the lengths of `blobs` (bytes), which follow it as they are."""
+    pickle.dump((message, [len(blob) for blob in blobs]), stream, pickle.HIGHEST_PROTOCOL)
+    for blob in blobs:
+        stream.write(blob)
+    stream.flush()
+
+
+def read_message(stream):
+    """(message, blobs) that write_message() wrote. Raises EOFError if the stream ends first."""
+    message, lengths = pickle.load(stream)
+    blobs = [stream.read(n) for n in lengths]
+    if any(len(blob) != n for blob, n in zip(blobs, lengths)):
+        raise EOFError("the stream ended inside a message")
+    return message, blobs
+
+
+class Workers:
+    """n processes, this one and n - 1 workers (WORKER) started once: each of spread()'s calls gives every
+    process an equal, consecutive share of the documents (this one the first) and returns each document's
+    part in their order. close() ends them all; a worker that outlives its closed pipe by a second is
+    killed."""
+
+    def __init__(self, n, r, stop=None):
+        self.n, self.r, self.stop, self.processes, self.failure = n, r, stop, [], None
+
+    def start(self):
+        r, here = self.r, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the project's folder
+        Engine = r.Engine
+        path = os.path.abspath(sys.modules[Engine.__module__].__file__)
+        module = Engine.__module__ if Engine.__module__ != "__main__" else \
+            os.path.splitext(os.path.basename(path))[0]                     # (a program's own engine, by its name)
+        hello = (module, os.path.dirname(path), Engine.__qualname__,
+                 {key: r.settings[key] for key in ("n_embd", "n_head", "n_layer", "block_size")}, r.tokenizer.chars)
+        for _ in range(self.n - 1):
+            errors = tempfile.TemporaryFile()              # what a worker says if it fails, for the message
+            try:
+                process = subprocess.Popen([sys.executable, "-c", WORKER, here], stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, stderr=errors, start_new_session=True)
+            except OSError as e:                            # too many processes or open files, no memory
+                raise WorkerError(f"could not start worker process {len(self.processes) + 1} of {self.n - 1} "
+                                  f"({e.strerror}); give fewer --workers")
+            process.errors = errors
+            self.processes.append(process)
+            self.send(process, hello)
+
+    def send(self, process, message, blobs=()):
+        try:
+            write_message(process.stdin, message, blobs)
+        except OSError:
+            raise self.died(process)
+
+    def died(self, process):
+        """The WorkerError of a worker whose pipe broke: how it ended, if it did, and its last word."""
+        try:
+            how = f"died ({exit_description(process.wait(1))})"
+        except subprocess.TimeoutExpired:
+            how = "stopped answering"
+        process.errors.seek(0)
+        said = process.errors.read().decode("utf-8", "replace").strip().splitlines()
+        return WorkerError(f"worker process {process.pid} {how}" + (f": {shown(said[-1])}" if said else ""))
+
+    def answer(self, process):
+        """A worker's answer, waited for; if a stop was asked for (Ctrl-C, SIGTERM) and the worker has not
+        answered 10 seconds later (stopped, or stuck), WorkerError."""
+        asked = None
+        while not select.select([process.stdout], [], [], 0.25)[0]:
+            if self.stop is not None and self.stop.requested:
+                asked = asked or time.monotonic()
+                if time.monotonic() - asked > 10:
+                    raise WorkerError(f"worker process {process.pid} did not answer within 10 s of the stop")
+        return read_message(process.stdout)
+
+    def spread(self, kind, batch, n_tokens=None):
+        """Each document's part of `kind` ("gradients" or "nlls") for batch (lists of token ids), in order.
+        Raises WorkerError if a worker died or failed."""
+        engine, shares = self.r.engine, shared_out(batch, self.n, self.r.settings["block_size"])
+        weights = packed(flat(engine.weights()))
+        sent = [process for process, share in zip(self.processes, shares[1:]) if share]
+        for process, share in zip(self.processes, shares[1:]):
+            if share:
+                self.send(process, (kind, share, n_tokens), [weights])
+        parts = engine.document_gradients(shares[0], n_tokens) if kind == "gradients" else \
+            engine.document_nlls(shares[0])
+        for process in sent:
+            try:
+                (status, answer), blobs = self.answer(process)
+            except (EOFError, OSError, pickle.UnpicklingError):
+                raise self.died(process)
+            if status == "failed":
+                raise WorkerError(f"worker process {process.pid} failed: {answer}")
+            parts += list(zip(answer, map(unpacked, blobs))) if kind == "gradients" else answer
+        return parts
+
+    def close(self):
+        for process in self.processes:
+            for pipe in (process.stdin, process.stdout):
+                try:
+                    pipe.close()                            # the worker reads the end and returns
+                except OSError:
+                    pass
+        for process in self.processes:
+            try:
+                process.wait(1)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            process.errors.close()
+        self.processes = []
+
+
+def packed(floats):
+    """Floats as the bytes of their doubles, every bit kept: pickled far faster than a list (PyPy's pickle
+    turns even an array into one)."""
+    return array.array("d", floats).tobytes()
+
+
+def unpacked(data):
+    """packed()'s floats back, as an array."""
+    floats = array.array("d")
+    floats.frombytes(data)
+    return floats
+
+
+def shared_out(batch, n, block_size):
+    """batch (lists of token ids) cut into n consecutive shares of about equal work, a document's work being
+    the positions it is scored on (microgpt.n_predicted): share i ends at the document whose middle is
+    nearest i / n of all the work; each share has a document while there are enough (with fewer, the
+    last shares are empty)."""
+    if len(batch) <= n:
+        return [[tokens] for tokens in batch] + [[] for _ in range(n - len(batch))]
+    work = [microgpt.n_predicted(tokens, block_size) for tokens in batch]
+    total, shares, start, done = sum(work), [], 0, 0
+    for i in range(1, n):
+        end = start + 1                                     # one at least, and one left for each share after
+        done += work[start]
+        while end < len(batch) - (n - i) and (2 * done + work[end]) * n <= 2 * total * i:
+            done, end = done + work[end], end + 1
+        shares.append(batch[start:end])
+        start = end
+    return shares + [batch[start:]]
+
+
+def exit_description(code):
+    """A process's exit code in words: 'killed by SIGKILL', 'exit status 1'."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exit status {code}"
+
+
+def workers_of(r, stop=None):
+    """The Workers a training run shares its work with: as many as --workers says (default: the cores, at
+    most 8), but no more than a batch, or an evaluation at two documents each, has work for; None for one
+    process, or an engine that cannot share."""
+    s = r.settings
+    if not hasattr(r.Engine, "document_gradients") or r.step >= s["steps"]:
+        return None
+    n = s["workers"]
+    if n is None:                                           # the cores, as many as the memory holds
+        have = memory_available(r.Engine, s)
+        n = min(8, cores(), have // r.Engine.memory_needed(s, r.tokenizer.vocab_size, True) if have else 8)
+    n = min(n, max(s["batch_size"] if s["batch_size"] > 1 else 1, len(r.eval_docs) // 2))
+    return Workers(n, r, stop) if n > 1 else None
