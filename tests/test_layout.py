@@ -10,7 +10,7 @@ import subprocess
 import sys
 import unittest
 
-from support import NAMES, ROOT, SCRIPT, TempDirTestCase, microgpt, workbench
+from support import NAMES, ROOT, SCRIPT, TempDirTestCase, microgpt, slow, workbench
 
 WORKBENCH = sorted(os.path.join("workbench", name) for name in os.listdir(os.path.join(ROOT, "workbench"))
                    if name.endswith(".py"))
@@ -32,6 +32,7 @@ def parse(name):
 
 
 class TestMicrogptAlone(TempDirTestCase, unittest.TestCase):
+    @slow
     def test_with_only_names_txt_beside_it_it_trains_and_samples_the_default_run(self):
         """Bugs: microgpt.py needing workbench.py (an import at the top, a name it defines); a run of its own
         that is not the default run (another order, other first weights, other samples)."""
@@ -82,6 +83,7 @@ class TestMicrogptAlone(TempDirTestCase, unittest.TestCase):
         self.assertTrue(first.startswith(b"29,910 documents"), first)
         return p
 
+    @slow
     def test_alone_ctrl_c_ends_in_one_line_and_130(self):
         """Bug: KeyboardInterrupt not caught (exit -2 and a traceback), or caught only while importing."""
         p = self.alone()

@@ -35,7 +35,7 @@ class TestDocumentLoss(unittest.TestCase):
         engine = workbench.MicrogptEngine(dict(microgpt.DEFAULTS, n_embd=8, n_head=2), tokenizer, random.Random(0))
         engine.gpt = gpt
         with microgpt.Tape() as tape:
-            self.assertEqual(engine.document_nlls([tokens]), [(sum(losses), 5)])
+            self.assertEqual(engine.nll_parts([tokens]), [(sum(losses), 5)])
         self.assertEqual(tape.nodes, [])
 
 class TestAdam(unittest.TestCase):

@@ -16,7 +16,7 @@ import threading
 import time
 import unittest
 
-from support import (ROOT, SCRIPT, FewNamesCase, microgpt, replaced, run_main, workbench, write_file)
+from support import (ROOT, SCRIPT, FewNamesCase, microgpt, replaced, run_main, slow, workbench, write_file)
 
 SMALL = ["--n-embd", 4, "--n-head", 1, "--eval-every", 50]
 
@@ -183,6 +183,7 @@ class TestSignals(SafetyCase):
             proc.wait()
         return proc.returncode, out, err, path
 
+    @slow
     def test_sigterm_and_sighup_stop_a_run_like_ctrl_c_and_save_it(self):
         """Bug: only SIGINT handled: SIGTERM (timeout, docker stop, a scheduler) or SIGHUP (a closed terminal)
         kills the run where it stands, and nothing is saved."""

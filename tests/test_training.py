@@ -8,8 +8,8 @@ import re
 import signal
 import unittest
 
-from support import (document_loss, FEW_NAMES, ROOT, TIMES, FewNamesCase, gpt as make_gpt, microgpt, run_main, spy,
-                     split_of, train, workbench)
+from support import (document_loss, FEW_NAMES, ROOT, TIMES, FewNamesCase, gpt as make_gpt, microgpt, run_main, slow,
+                     spy, split_of, train, workbench)
 import reference.atomic as ref  # (support puts the project on the path)
 
 LOSS = re.compile(r"^step +\d+ / +\d+ \| loss (\d+\.\d+)", re.M)
@@ -251,6 +251,7 @@ class TestAfterANonFiniteLoss(WiringCase):
 
 
 class TestTheDefaultRun(unittest.TestCase):
+    @slow
     def test_line_for_line_as_recorded(self):
         """The default run, `python3 microgpt.py`, prints what tests/data/default_run.txt holds, times blanked:
         every loss, evaluation, sample and the curve, as the one-file program printed them before the split

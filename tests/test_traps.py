@@ -6,7 +6,8 @@ import random
 import re
 import unittest
 
-from support import NAMES, ROOT, TempDirTestCase, gpt as make_gpt, microgpt, run_main as run, workbench, write_file
+from support import (NAMES, ROOT, TempDirTestCase, gpt as make_gpt, microgpt, run_main as run, slow, workbench,
+                     write_file)
 
 import traps
 
@@ -39,6 +40,7 @@ class TestTheCorrectLoopIsMicrogpts(unittest.TestCase):
         self.assertEqual(gpt.weights(), r.engine.weights())
 
 
+@slow
 class TestEverySymptomAsStated(unittest.TestCase):
     """Every trap at its own settings (the correct runs shared, as --all shares them)."""
 

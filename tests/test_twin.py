@@ -96,7 +96,8 @@ class TestSameNumbers(unittest.TestCase):
         microgpt.train(self.gpt, adam, self.tokenizer, docs, 20, 0.01, 5, 0.001, 3, grad_clip,
                        on_step=record("microgpt"))
         engine = twin.Engine(s, self.tokenizer, random.Random(5))
-        engine.train(docs, 0, record("twin"), 20, 0.01, 5, 0.001, 3, grad_clip)
+        engine.train(docs, 0, record("twin"), dict(s, steps=20, lr=0.01, warmup_steps=5, min_lr=0.001, batch_size=3,
+                                                   grad_clip=grad_clip))
         state = engine.state()
         flat = [x for rows in state["params"].values() for row in rows for x in row]
         return (losses["microgpt"], [p.data for p in self.gpt.params], adam.m, norms[:20]), \

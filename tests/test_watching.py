@@ -1,7 +1,9 @@
 """Watching a run: the step lines (a status line on a terminal), the time left, the evaluations, the CSV log
 (every step and evaluation, the update ratio and clipping), the loss curve, periodic saves, the baselines
 and where a run stands among them, and overfitting said and its best model kept."""
+import contextlib
 import csv
+import io
 import math
 import os
 import random
@@ -320,6 +322,16 @@ class TestOnATerminal(FewNamesCase, unittest.TestCase):
             for line in status:
                 self.assertLessEqual(len(line.rstrip("\r")), columns - 1, line)
                 self.assertRegex(line.rstrip("\r"), "^" + fields + "$")
+
+    def test_a_status_of_one_text_is_shown_whole(self):
+        """Bug: Console.status taking only ranked fields, so --gradcheck's status line (one text) on a terminal
+        is read character by character and fails."""
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            console = workbench.Console(print)
+            console.tty = True
+            console.status("gradcheck: 100 of 900 entries, 3.0 s left")
+        self.assertEqual(out.getvalue(), "\r\x1b[Kgradcheck: 100 of 900 entries, 3.0 s left")
 
     def test_fitted_drops_the_highest_rank_first_and_keeps_the_order(self):
         fields = [("step 1", 0), ("loss 2.5000", 0), ("(mean of 2 steps)", 4), ("lr 0.01000", 2), ("9 tokens/s", 3),

@@ -13,8 +13,10 @@ import time
 import unittest
 from types import SimpleNamespace
 
-from support import FEW_NAMES, SCRIPT, TIMES, FewNamesCase, assert_all_close, microgpt, replaced, run_main, workbench
+from support import (FEW_NAMES, SCRIPT, TIMES, FewNamesCase, assert_all_close, microgpt, replaced, run_main, slow,
+                     workbench)
 
+PR_SET_CHILD_SUBREAPER = 36         # prctl(2): this process adopts the orphans of its descendants (Linux)
 ON_LINUX_PROC = os.path.isdir("/proc/self/task")
 
 
@@ -36,7 +38,7 @@ class TestTheSumIsFixed(unittest.TestCase):
         # as Workers.spread brings them: shares of 3, 3 and 1 documents, each computed by a model of its own
         worker = workbench.MicrogptEngine(settings, tokenizer, random.Random(3))
         parts = [part for share in (batch[:3], batch[3:6], batch[6:]) for part in
-                 worker.document_gradients(share, n_tokens)]
+                 worker.gradient_parts(share, n_tokens)]
         self.assertTrue(all(p.grad == 0.0 for p in worker.gpt.params))
         engine = workbench.MicrogptEngine(settings, tokenizer, random.Random(3))
         engine.gpt = there
@@ -58,7 +60,7 @@ class TestTheSumIsFixed(unittest.TestCase):
         tokenizer = microgpt.Tokenizer.from_docs(FEW_NAMES)
         engine = workbench.MicrogptEngine(dict(microgpt.DEFAULTS, n_embd=8, n_head=2, block_size=8), tokenizer,
                                           random.Random(3))
-        nlls = engine.document_nlls([tokenizer.encode(doc) for doc in FEW_NAMES])
+        nlls = engine.nll_parts([tokenizer.encode(doc) for doc in FEW_NAMES])
         self.assertEqual(engine.evaluate(FEW_NAMES, nlls), microgpt.evaluate(engine.gpt, tokenizer, FEW_NAMES))
 
 
@@ -268,13 +270,13 @@ class TestNoProcessLeftBehind(FewNamesCase, unittest.TestCase):
         # This process adopts what the runs leave behind (PR_SET_CHILD_SUBREAPER), so that an orphan is found
         # even after the run that started it is gone: it would become a child of this process.
         cls.libc = ctypes.CDLL(None, use_errno=True) if hasattr(ctypes, "CDLL") else None
-        cls.adopting = bool(cls.libc) and cls.libc.prctl(36, 1, 0, 0, 0) == 0
+        cls.adopting = bool(cls.libc) and cls.libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
         cls.before = descendants(os.getpid())
 
     @classmethod
     def tearDownClass(cls):
         if cls.adopting:
-            cls.libc.prctl(36, 0, 0, 0, 0)
+            cls.libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
     def left_behind(self):
         """What the runs started that still runs: the processes seen under a run, and any adopted since."""
@@ -352,6 +354,7 @@ class TestNoProcessLeftBehind(FewNamesCase, unittest.TestCase):
         self.assertIn("trained 150 steps", out)
         self.assert_all_gone()
 
+    @slow
     def test_a_stopped_worker_and_ctrl_c(self):
         """Bug: the run waits for ever on a worker that stopped (SIGSTOP, a debugger), deaf to Ctrl-C."""
         run = self.start()

@@ -16,7 +16,7 @@ The engine interface. An engine is a class (MicrogptEngine below, microgpt_torch
   Engine.memory_needed(settings, vocab_size, training) -> bytes, from the settings alone
   Engine.memory_available(settings) -> bytes, or None for this machine's memory
   engine.n_params
-  engine.train(docs, start_step, on_step, steps, lr, warmup_steps, min_lr, batch_size, grad_clip)
+  engine.train(docs, start_step, on_step, settings)
       optimizer steps start_step .. steps - 1 over docs (microgpt.train's walk and schedule); after each,
       on_step(step, loss, lr, grad_norm, batch), and a true answer stops training. Raises
       FloatingPointError, before the update, if the loss or the gradient is not finite
@@ -25,9 +25,9 @@ The engine interface. An engine is a class (MicrogptEngine below, microgpt_torch
   engine.weights() -> {parameter name: rows of floats}, microgpt.parameter_shapes' names and shapes
   engine.state() -> {"params": weights(), "adam": {"t": steps taken, "m", "v": a float per parameter}}
 and, if it has them:
-  engine.document_gradients(batch, n_tokens) -> for each document of batch (lists of token ids), in order:
+  engine.gradient_parts(batch, n_tokens) -> for each document of batch (lists of token ids), in order:
       (its summed loss / n_tokens, its gradient: a float per parameter), each computed from 0
-  engine.document_nlls(batch) -> for each document: (its summed loss in nats, its predicted tokens)
+  engine.nll_parts(batch) -> for each document: (its summed loss in nats, its predicted tokens)
   engine.set_weights(floats): a float per parameter, in weights()' order
       with these three, --workers shares work among processes: a worker process holds an Engine of its own
       and computes its share of a batch or an evaluation; train(..., gradients=) and evaluate(docs, nlls=)
@@ -91,10 +91,10 @@ ROOMS = {
         'print_explanation', 'print_verdict', 'standing', 'stop_signals',
     ),
     "program": (
-        'Run', 'abandon_stdout', 'baselines', 'best_path', 'build', 'check_memory', 'checked', 'checkpoint_notes',
-        'claim_outputs', 'closed_pipe', 'ended', 'entry', 'follow', 'interrupted', 'look_inside', 'main', 'prepare',
-        'print_header', 'raise_stopped', 'read_inputs', 'resume_command', 'run', 'sample_run', 'say', 'train_run',
-        'watched_training',
+        'Run', 'abandon_stdout', 'baselines', 'best_path', 'build', 'check_memory', 'checkpoint_notes', 'claim_outputs',
+        'closed_pipe', 'ended', 'entry', 'exit_status', 'follow', 'interrupted', 'look_inside', 'main', 'prepare',
+        'print_header', 'raise_stopped', 'read_inputs', 'resume_command', 'run', 'sample_run', 'say', 'train',
+        'train_run', 'watched_training',
     ),
 }
 _WHERE = {name: room for room, names in ROOMS.items() for name in names}

@@ -1,6 +1,6 @@
 """microgpt.py's engine: its GPT and Adam behind the engine interface (the package's docstring). What exists
 only to share a batch among processes, or only for speed, lives here rather than in the textbook: the
-documents' parts (document_gradients, document_nlls) and their sum (added), the collector switched off
+documents' parts (gradient_parts, nll_parts) and their sum (added), the collector switched off
 while training. Also the numbers a run reports about a model: its parameter count, perplexity, the
 update-to-weight ratio."""
 import gc
@@ -57,10 +57,9 @@ class MicrogptEngine:
 
     memory_available = staticmethod(lambda settings: None)      # None: the machine's own
 
-    def train(self, docs, start_step, on_step, steps, lr, warmup_steps, min_lr, batch_size, grad_clip,
-              gradients=None):
+    def train(self, docs, start_step, on_step, settings, gradients=None):
         """microgpt.train. `gradients(batch, n_tokens)`, if given, computes the documents' parts elsewhere
-        (document_gradients, in worker processes); they are added here as microgpt.batch_gradient adds
+        (gradient_parts, in worker processes); they are added here as microgpt.batch_gradient adds
         them, so the numbers are the same. The cyclic garbage collector is off meanwhile: a graph has no
         cycle, reference counting frees it, and the collector's walks would cost 10% for nothing."""
         gradient = microgpt.batch_gradient if gradients is None else (
@@ -68,8 +67,10 @@ class MicrogptEngine:
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return microgpt.train(self.gpt, self.optimizer, self.tokenizer, docs, steps, lr, warmup_steps, min_lr,
-                                  batch_size, grad_clip, start_step, on_step, gradient)
+            s = settings                        # the one place the workbench spells out microgpt.train's call
+            return microgpt.train(self.gpt, self.optimizer, self.tokenizer, docs, s["steps"], s["lr"],
+                                  s["warmup_steps"], s["min_lr"], s["batch_size"], s["grad_clip"], start_step, on_step,
+                                  gradient)
         finally:
             if was_enabled:
                 gc.enable()
@@ -86,7 +87,7 @@ class MicrogptEngine:
             p.grad = g
         return loss
 
-    def document_gradients(self, batch, n_tokens):
+    def gradient_parts(self, batch, n_tokens):
         """Each document's part of a batch (microgpt.document_gradient), in order: (its loss / n_tokens, its
         gradient, a float per parameter), each computed from 0; p.grad is left at 0."""
         parts = []
@@ -97,7 +98,7 @@ class MicrogptEngine:
                 p.grad = 0.0
         return parts
 
-    def document_nlls(self, batch):
+    def nll_parts(self, batch):
         """For each document: (its cross-entropies summed, in nats; its predicted tokens), summed as
         microgpt.evaluate sums them."""
         with microgpt.no_grad():
@@ -105,7 +106,7 @@ class MicrogptEngine:
         return [(sum(loss.data for loss in doc), len(doc)) for doc in losses]
 
     def evaluate(self, docs, nlls=None):
-        """microgpt.evaluate; given `nlls`, the documents' document_nlls computed elsewhere, added in order."""
+        """microgpt.evaluate; given `nlls`, the documents' nll_parts computed elsewhere, added in order."""
         if nlls is None:
             return microgpt.evaluate(self.gpt, self.tokenizer, docs)
         loss_sum, n_tokens = 0.0, 0

@@ -260,8 +260,12 @@ class Claim:
         return True
 
     def release(self):
+        """Let the file go: the lock file removed and closed (once; a second call does nothing)."""
+        if self.fd is None:
+            return
         try:
             os.unlink(self.path)
         except OSError:
             pass
         os.close(self.fd)
+        self.fd = None

@@ -65,12 +65,23 @@ def read_inputs(args, Engine):
 
 
 class Run:
-    """What a run works with, all checked: the options, the settings, the documents (shuffled) and their
-    split, the tokenizer, the random generator, the engine, the step and metrics to go on from, the
-    checkpoint it came from (or None), and where it prints."""
+    """What a run is, built once by prepare() and then only read: the options, the settings, the documents
+    (shuffled) and their split, the tokenizer, the random generator, the engine, the step and metrics to go
+    on from, the checkpoint it came from (or None), the baselines (or None), where it prints and saves, and
+    the output files it claimed. (The engine trains, the generator draws and the metrics grow: that is the
+    run going on; which of them a run has never changes.) Raises TypeError for a part missing or unknown,
+    AttributeError for a part set after it is built."""
+    PARTS = ("args", "Engine", "log", "console", "checkpoint", "settings", "docs", "train_docs", "val_docs",
+             "eval_docs", "tokenizer", "rng", "engine", "step", "metrics", "data_sha256", "claims", "baselines",
+             "best_path")
 
     def __init__(self, **parts):
+        if set(parts) != set(self.PARTS):
+            raise TypeError(f"a Run is made of {', '.join(self.PARTS)}; got {', '.join(sorted(parts))}")
         self.__dict__.update(parts)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"a Run is built once and read: {name} cannot be set afterwards")
 
     def save(self, step_done, path=None):
         """Save the run at step_done to `path`, settings["save"] unless given. Raises DataError, writing
@@ -91,10 +102,9 @@ class Run:
         write_atomically(path or self.settings["save"], text)
 
     def release(self):
-        """Let go of the output files this run claimed."""
+        """Let go of the output files this run claimed (once: a claim let go stays let go)."""
         for claim in self.claims:
             claim.release()
-        self.claims = []
 
 
 def claim_outputs(args, settings):
@@ -168,10 +178,12 @@ def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, clai
             metrics = {"train": metrics["train"],               # validation losses, blanked: not this text's
                        "eval": [dict(row, val_loss=None) for row in metrics["eval"]]}
     eval_docs = val_docs[:settings["eval_docs"]] if settings["eval_docs"] else val_docs
+    training = not args.load and args.explain is None and args.gradcheck is None
     return Run(args=args, Engine=Engine, log=log, console=Console(log), checkpoint=checkpoint, settings=settings,
-               workers=None,
                docs=docs, train_docs=train_docs, val_docs=val_docs, eval_docs=eval_docs, tokenizer=tokenizer, rng=rng,
-               engine=engine, step=step, metrics=metrics, data_sha256=sha256, claims=claims, baselines=None,
+               engine=engine, step=step, metrics=metrics, data_sha256=sha256, claims=claims,
+               baselines=baselines(tokenizer, train_docs, eval_docs, settings["block_size"]) if (
+                   training and eval_docs) else None,
                best_path=best_path(settings["save"]) if val_docs else None)
 
 
@@ -207,117 +219,116 @@ def baselines(tokenizer, train_docs, docs, block_size):
     return {"uniform": math.log(V), "unigram": surprise["unigram"] / n, "bigram": surprise["bigram"] / n}
 
 
-def print_header(r):
+def print_header(run):
     """What the run is about to do: data, vocabulary, model size, the loss to expect at the start."""
-    s, log = r.settings, r.log
-    log(f"documents: {len(r.docs):,} ({len(r.train_docs):,} for training, {len(r.val_docs):,} for validation)")
-    log(f"vocab_size: {r.tokenizer.vocab_size} ({len(r.tokenizer.chars)} characters + BOS)")
-    log(f"parameters: {r.engine.n_params:,} (n_embd {s['n_embd']}, n_head {s['n_head']}, n_layer {s['n_layer']}, "
-        f"block_size {s['block_size']})")
-    training = not r.args.load
+    settings, log = run.settings, run.log
+    log(f"documents: {len(run.docs):,} ({len(run.train_docs):,} for training, {len(run.val_docs):,} for validation)")
+    log(f"vocab_size: {run.tokenizer.vocab_size} ({len(run.tokenizer.chars)} characters + BOS)")
+    log(f"parameters: {run.engine.n_params:,} (n_embd {settings['n_embd']}, n_head {settings['n_head']}, n_layer "
+        f"{settings['n_layer']}, block_size {settings['block_size']})")
+    training = not run.args.load
     if training:
-        log(f"loss at initialisation should be near ln(vocab_size) = {math.log(r.tokenizer.vocab_size):.4f}")
-    n_cut = sum(len(doc) + 1 > s["block_size"] for doc in r.docs)
+        log(f"loss at initialisation should be near ln(vocab_size) = {math.log(run.tokenizer.vocab_size):.4f}")
+    n_cut = sum(len(doc) + 1 > settings["block_size"] for doc in run.docs)
     if n_cut and training:
-        log(f"cut: {counted(n_cut, 'document is', 'documents are')} longer than block_size {s['block_size']} "
-            f"allows and {'trains on its' if n_cut == 1 else 'train on their'} first {s['block_size']} positions only")
-    if training and r.eval_docs and r.args.explain is None and r.args.gradcheck is None:
-        r.baselines = baselines(r.tokenizer, r.train_docs, r.eval_docs, s["block_size"])
-        b = r.baselines
-        log(f"baselines on the {counted(len(r.eval_docs), 'validation document')} each evaluation reads: uniform "
+        block = settings["block_size"]
+        log(f"cut: {counted(n_cut, 'document is', 'documents are')} longer than block_size {block} allows and "
+            f"{'trains on its' if n_cut == 1 else 'train on their'} first {block} positions only")
+    if run.baselines:
+        b = run.baselines
+        log(f"baselines on the {counted(len(run.eval_docs), 'validation document')} each evaluation reads: uniform "
             f"{b['uniform']:.4f}, unigram {b['unigram']:.4f}, bigram {b['bigram']:.4f} (nats per token; counted from "
             f"the training documents, add-one smoothing)")
-    if r.checkpoint:
-        path = r.args.resume or r.args.load
-        log(f"{'resuming' if r.args.resume else 'loaded'} {shown(path)} at step {r.checkpoint['step']}")
-        for line in checkpoint_notes(r):
+    if run.checkpoint:
+        path = run.args.resume or run.args.load
+        log(f"{'resuming' if run.args.resume else 'loaded'} {shown(path)} at step {run.checkpoint['step']}")
+        for line in checkpoint_notes(run):
             log(line)
-    if training and r.best_path and r.args.explain is None and r.args.gradcheck is None:
-        log(f"the best model by validation loss is kept in {shown(r.best_path)} as the run goes")
-    if getattr(r.engine, "about", None):
-        log(r.engine.about)
+    if training and run.best_path and run.args.explain is None and run.args.gradcheck is None:
+        log(f"the best model by validation loss is kept in {shown(run.best_path)} as the run goes")
+    if getattr(run.engine, "about", None):
+        log(run.engine.about)
 
 
-def checkpoint_notes(r):
+def checkpoint_notes(run):
     """What a run from a checkpoint should know before it starts: where it saves, where the checkpoint's
     own run saved and logged (never written unless given again), and whether the data changed."""
-    s, saved, notes = r.settings, r.checkpoint["settings"], []
-    if r.args.resume:
-        notes.append(f"  it saves to {shown(s['save'])}" + (" as it goes, the file it resumes" if same_file(
-            s["save"], r.args.resume) else "") + " (--save PATH saves elsewhere)")
-        if saved["save"] and not same_file(saved["save"], s["save"]):
+    settings, saved, notes = run.settings, run.checkpoint["settings"], []
+    if run.args.resume:
+        notes.append(f"  it saves to {shown(settings['save'])}" + (" as it goes, the file it resumes" if same_file(
+            settings["save"], run.args.resume) else "") + " (--save PATH saves elsewhere)")
+        if saved["save"] and not same_file(saved["save"], settings["save"]):
             notes.append(f"  its run saved to {shown(saved['save'])}: give --save {shown(saved['save'])} to save "
                          f"there instead")
-        if saved["log"] and not s["log"]:
+        if saved["log"] and not settings["log"]:
             notes.append(f"  its run logged to {shown(saved['log'])}; this run writes no log: give --log "
                          f"{shown(saved['log'])} to go on with it")
-    if r.checkpoint["data_sha256"] not in (None, r.data_sha256):
-        notes.append(f"  the data file {shown(s['data'])} is not the text the checkpoint was trained on (its "
+    if run.checkpoint["data_sha256"] not in (None, run.data_sha256):
+        notes.append(f"  the data file {shown(settings['data'])} is not the text the checkpoint was trained on (its "
                      f"SHA-256 differs): the documents, their order and split are this file's" +
-                     (f"; its validation history starts again at step {r.step} (its validation losses were "
-                      f"another text's)" if r.args.resume else ""))
+                     (f"; its validation history starts again at step {run.step} (its validation losses were "
+                      f"another text's)" if run.args.resume else ""))
     return notes
 
 
-def train_run(r):
-    """Train from r.step to the last step, watched; then the final save, the summary and the loss curve.
+def train_run(run):
+    """Train from run.step to the last step, watched; then the final save, the summary and the loss curve.
     Returns None when training finished; when a signal stopped it, after saving, 128 + the signal's number
     (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Raises DataError if the loss stops being finite, OutputError if
     an output fails (a full disk, a terminal gone), BrokenPipeError if the output's reader went away: each
     after saving the last good state where it can be."""
-    s = r.settings
+    settings = run.settings
     with Stop() as stop:                        # through the final save: a signal now cannot cut it short
-        watch, failure = watched_training(r, stop)
+        watch, failure = watched_training(run, stop)
         if failure is not None:
-            raise ended(r, watch, failure)
+            raise ended(run, watch, failure)
         if stop.requested:
-            return interrupted(r, watch.step_done, stop.signum)
-        if s["save"]:
-            r.save(watch.step_done)             # first: nothing optional after it (summary, curve) can lose it
+            return interrupted(run, watch.step_done, stop.signum)
+        if settings["save"]:
+            run.save(watch.step_done)             # first: nothing optional after it (summary, curve) can lose it
         if stop.requested:                      # (a signal during that save: it is done; stop now)
-            return interrupted(r, watch.step_done, stop.signum)
+            return interrupted(run, watch.step_done, stop.signum)
     if watch.step_done:
-        r.console.line(watch.clock.summary(watch.step_done))
-    for line in standing(r) + loss_curve(r.metrics, r.baselines):
-        r.log(line)
-    if s["save"]:
-        r.log(f"saved {shown(s['save'])} (sample from it later with --load {shown(s['save'])})")
+        run.console.line(watch.clock.summary(watch.step_done))
+    for line in standing(run) + loss_curve(run.metrics, run.baselines):
+        run.log(line)
+    if settings["save"]:
+        run.log(f"saved {shown(settings['save'])} (sample from it later with --load {shown(settings['save'])})")
     return None
 
 
-def watched_training(r, stop):
+def watched_training(run, stop):
     """The training of train_run(), watched by a Watch: (the watch, the exception that ended it or None)."""
-    s = r.settings
-    csv_log = CsvLog(s["log"], s["grad_clip"], r.metrics, r.baselines) if s["log"] else None
-    watch, failure = Watch(r, stop, csv_log), None
-    r.workers = workers_of(r, stop)
+    settings = run.settings
+    csv_log = CsvLog(settings["log"], settings["grad_clip"], run.metrics, run.baselines) if settings["log"] else None
+    workers = workers_of(run, stop)
+    watch, failure = Watch(run, stop, csv_log, workers), None
     # (Under PyPy a batch is shared only when --workers says so: at batch 8 two processes trained at 0.6x the
     # tokens per second of one on a 2-core machine, `make bench`; its evaluations are shared, 1.9x.)
-    shared = {"gradients": lambda batch, n_tokens: r.workers.spread("gradients", batch, n_tokens)} if (
-        r.workers and s["batch_size"] > 1 and (s["workers"] or sys.implementation.name != "pypy")) else {}
+    pypy = sys.implementation.name == "pypy"
+    shared = {"gradients": lambda batch, n_tokens: workers.spread("gradients", batch, n_tokens)} if (
+        workers and settings["batch_size"] > 1 and (settings["workers"] or not pypy)) else {}
     try:
-        if r.workers:
-            r.workers.start()                   # now: they start up while the first steps train
-        r.engine.train(r.train_docs, r.step, watch.on_step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"],
-                       s["batch_size"], s["grad_clip"], **shared)
+        if workers:
+            workers.start()                     # now: they start up while the first steps train
+        train(run, watch.on_step, **shared)
     except (FloatingPointError, OSError, OutputError, WorkerError) as e:
         failure = e
     finally:
-        if r.workers:
-            r.workers.close()
-            r.workers = None
+        if workers:
+            workers.close()
         if csv_log:
             failure = csv_log.close() or failure
     return watch, failure
 
 
-def ended(r, watch, failure):
+def ended(run, watch, failure):
     """The exception a run that failed mid-way raises, once its last good state is saved where it can be."""
-    s, step, saved = r.settings, watch.step_done, ""
-    if s["save"] and getattr(failure, "path", None) != s["save"]:     # (unless the save itself failed)
+    settings, step, saved = run.settings, watch.step_done, ""
+    if settings["save"] and getattr(failure, "path", None) != settings["save"]:     # (unless the save itself failed)
         try:
-            r.save(step)
-            saved = f"; saved the last good state (step {step}) to {shown(s['save'])}"
+            run.save(step)
+            saved = f"; saved the last good state (step {step}) to {shown(settings['save'])}"
         except (OutputError, DataError) as e:
             saved = f"; could not save the last good state either ({e})"
     if isinstance(failure, FloatingPointError):
@@ -329,17 +340,17 @@ def ended(r, watch, failure):
     return OutputError(f"cannot write to the output ({failure.strerror}){saved}")
 
 
-def interrupted(r, step, signum):
+def interrupted(run, step, signum):
     """Save a run a signal stopped, say so (if the output still takes it) and return 128 + signum."""
-    s, name = r.settings, signal.Signals(signum).name
+    settings, name = run.settings, signal.Signals(signum).name
     where = f"interrupted at step {step}" if signum == signal.SIGINT else f"stopped by {name} at step {step}"
-    if s["save"]:
-        r.save(step)
-        text = f"{where}: saved {shown(s['save'])}; continue with {resume_command(s)}"
+    if settings["save"]:
+        run.save(step)
+        text = f"{where}: saved {shown(settings['save'])}; continue with {resume_command(settings)}"
     else:
         text = f"{where}: nothing saved (give --save PATH to keep a run)"
     try:
-        r.console.line(text)
+        run.console.line(text)
     except OSError:                             # a closed terminal (SIGHUP): the checkpoint is what matters
         pass
     return 128 + signum
@@ -353,45 +364,50 @@ def resume_command(settings):
                                                         if key != "save" and settings[key]])
 
 
-def sample_run(r):
+def sample_run(run):
     """Print settings["samples"] new documents, then how many of them are not training documents."""
-    s = r.settings
-    known, new = set(r.train_docs), 0
-    for i in range(s["samples"]):
-        text = r.engine.sample(r.rng, s["temperature"], s["top_k"], s["prefix"])
-        r.log(f"sample {i + 1:2d}: {text}")
+    settings = run.settings
+    known, new = set(run.train_docs), 0
+    for i in range(settings["samples"]):
+        text = run.engine.sample(run.rng, settings["temperature"], settings["top_k"], settings["prefix"])
+        run.log(f"sample {i + 1:2d}: {text}")
         new += text not in known                            # a validation name counts as new: never trained on
-    if s["samples"]:
-        of = counted(s["samples"], "sample is not a training document", "samples are not training documents")
-        r.log(f"new: {new} of {of}")
+    if settings["samples"]:
+        of = counted(settings["samples"], "sample is not a training document", "samples are not training documents")
+        run.log(f"new: {new} of {of}")
 
 
-def look_inside(r):
+def look_inside(run):
     """--explain DOC or --gradcheck DOC (default: the first training document), through the engine's inside
     module. Returns the exit status: 0, or 1 if the gradient check fails."""
-    inside = importlib.import_module(r.Engine.inside)
-    s, args = r.settings, r.args
-    doc = (args.explain if args.explain is not None else args.gradcheck) or r.train_docs[0]
+    inside = importlib.import_module(run.Engine.inside)
+    settings, args = run.settings, run.args
+    doc = (args.explain if args.explain is not None else args.gradcheck) or run.train_docs[0]
     if args.gradcheck is not None:
-        return print_verdict(r, inside.gradcheck(r.engine, doc, random.Random(s["seed"]), GradcheckPrinter(r, doc)))
-    step = r.checkpoint["step"] if r.checkpoint else 0                # the step the model would take next
-    lr = microgpt.lr_schedule(step, s["steps"], s["lr"], s["warmup_steps"], s["min_lr"])
+        printer = GradcheckPrinter(run, doc)
+        return print_verdict(run, inside.gradcheck(run.engine, doc, random.Random(settings["seed"]), printer))
+    step = run.checkpoint["step"] if run.checkpoint else 0                # the step the model would take next
+    lr = microgpt.lr_schedule(step, settings["steps"], settings["lr"], settings["warmup_steps"], settings["min_lr"])
     note = f" (model at step {step})"
-    if step >= s["steps"] or lr == 0:
-        lr, note = s["lr"], f" (model at step {step}, the end of its run: its step traced at the peak lr)"
-    print_explanation(r, doc, inside.explain(r.engine, doc, lr), note)
+    if step >= settings["steps"] or lr == 0:
+        lr, note = settings["lr"], f" (model at step {step}, the end of its run: its step traced at the peak lr)"
+    print_explanation(run, doc, inside.explain(run.engine, doc, lr), note)
     return 0
 
 
-def follow(r):
+def train(run, on_step, **shared):
+    """The engine trains the run's training documents from the step the run is at to its last, calling
+    on_step after each (watched_training's Watch, or follow's silence); `shared`: the engine's gradients=."""
+    return run.engine.train(run.train_docs, run.step, on_step, run.settings, **shared)
+
+
+def follow(run):
     """A process of a multi-process engine other than the first: trains its share, silent, deaf to Ctrl-C
     (the first hears it and stops everyone). Returns the exit status."""
-    s = r.settings
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        if not r.args.load:
-            r.engine.train(r.train_docs, r.step, lambda *a: False, s["steps"], s["lr"], s["warmup_steps"],
-                           s["min_lr"], s["batch_size"], s["grad_clip"])
+        if not run.args.load:
+            train(run, lambda *a: False)
     except FloatingPointError:
         return 2                                            # the first process says why
     return 0
@@ -399,21 +415,21 @@ def follow(r):
 
 def run(args, Engine=None, leader=True, log=print):
     """The whole program for parsed options. Returns the exit status; raises DataError for bad input."""
-    r = prepare(args, Engine or MicrogptEngine, leader, log)
+    run = prepare(args, Engine or MicrogptEngine, leader, log)
     try:
         if not leader:
-            return follow(r)
-        print_header(r)
+            return follow(run)
+        print_header(run)
         if args.explain is not None or args.gradcheck is not None:
-            return look_inside(r)
+            return look_inside(run)
         if not args.load:
-            status = train_run(r)
+            status = train_run(run)
             if status is not None:
                 return status
-        sample_run(r)
+        sample_run(run)
         return 0
     finally:
-        r.release()
+        run.release()
 
 
 def abandon_stdout():
@@ -466,13 +482,13 @@ def entry(program, body):
     for signum in stop_signals()[1:]:
         signal.signal(signum, raise_stopped)
     try:
-        return checked(program, body)
+        return exit_status(program, body)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
-def checked(program, body):
+def exit_status(program, body):
     """body()'s status, every way it can end turned into an exit status and at most one line on stderr."""
     try:
         try:

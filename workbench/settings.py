@@ -109,7 +109,7 @@ MAX_WHOLE = 10 ** 18                    # no count of a run comes near; a 400-di
 def settings_of(Engine):
     """Every Setting a run with Engine has: SETTINGS, less looking inside and --workers where the engine
     cannot, plus the engine's own options."""
-    inside, spread = getattr(Engine, "inside", None), hasattr(Engine, "document_gradients")
+    inside, spread = getattr(Engine, "inside", None), hasattr(Engine, "gradient_parts")
     return [s for s in SETTINGS if (inside or s.group != "inside") and (spread or s.name != "workers")] + list(
         getattr(Engine, "options", ()))
 
@@ -139,17 +139,18 @@ def check_value(setting, value, name):
     return value
 
 
-def check_together(s, name):
-    """The rules between settings of a run `s`; name(key) is how errors call a setting."""
-    if s["n_embd"] % s["n_head"]:              # (microgpt.GPT's rule: each head reads an equal slice)
-        raise DataError(f"{name('n_embd')} {s['n_embd']} must be divisible by {name('n_head')} {s['n_head']}")
-    if s["min_lr"] > s["lr"]:
-        raise DataError(f"{name('min_lr')} {s['min_lr']} is above {name('lr')} {s['lr']}; the learning rate "
-                        f"decays from lr down to min_lr, so min_lr must not be larger")
-    if s["warmup_steps"] > s["steps"]:
-        raise DataError(f"{name('warmup_steps')} {s['warmup_steps']} is more than {name('steps')} "
-                        f"{s['steps']}; warm up for at most the whole run")
-    if s.get("save_every") and not s.get("save"):
+def check_together(settings, name):
+    """The rules between settings of a run; name(key) is how errors call a setting."""
+    if settings["n_embd"] % settings["n_head"]:     # (microgpt.GPT's rule: each head reads an equal slice)
+        raise DataError(f"{name('n_embd')} {settings['n_embd']} must be divisible by {name('n_head')} "
+                        f"{settings['n_head']}")
+    if settings["min_lr"] > settings["lr"]:
+        raise DataError(f"{name('min_lr')} {settings['min_lr']} is above {name('lr')} {settings['lr']}; the learning "
+                        f"rate decays from lr down to min_lr, so min_lr must not be larger")
+    if settings["warmup_steps"] > settings["steps"]:
+        raise DataError(f"{name('warmup_steps')} {settings['warmup_steps']} is more than {name('steps')} "
+                        f"{settings['steps']}; warm up for at most the whole run")
+    if settings.get("save_every") and not settings.get("save"):
         raise DataError(f"{name('save_every')} needs {name('save')} PATH")
 
 

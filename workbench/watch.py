@@ -32,7 +32,10 @@ class Console:
         self.log(text)
 
     def status(self, fields):
-        """On a terminal, the status line: `fields`, (text, rank) pairs, fitted() to the terminal's width."""
+        """On a terminal, the status line: `fields`, (text, rank) pairs (or one text), fitted() to the terminal's
+        width."""
+        if isinstance(fields, str):
+            fields = [(fields, 0)]
         if self.tty:
             sys.stdout.write("\r\x1b[K" + fitted(fields, shutil.get_terminal_size().columns))
             sys.stdout.flush()
@@ -144,48 +147,49 @@ class Stop:
 
 
 class Watch:
-    """train()'s on_step for a run `r`: records each step's metrics row, shows where the run is, and at their
-    steps evaluates (with samples), judges the evaluation and saves; its answer is whether a stop was asked
-    for. On a terminal one status line rewrites itself each step and only evaluations (and --print-every's
-    steps, if given) stay; elsewhere (a pipe, a file) every print_every-th step is a line."""
+    """train()'s on_step for a run (and its Workers, or None): records each step's metrics row, shows where
+    the run is, and at their steps evaluates (with samples), judges the evaluation and saves; its answer is
+    whether a stop was asked for. On a terminal one status line rewrites itself each step and only
+    evaluations (and --print-every's steps, if given) stay; elsewhere (a pipe, a file) every print_every-th
+    step is a line."""
 
-    def __init__(self, r, stop, log):
-        s = r.settings
-        self.r, self.s, self.stop, self.csv = r, s, stop, log
-        self.step_done, self.clock = r.step, Clock(r.metrics)
-        self.print_every = s["print_every"] or (None if r.console.tty else 1 if s["steps"] <= 1000 else
-                                                s["steps"] // 100)
-        last_eval = r.metrics["eval"][-1]["step"] if r.metrics["eval"] else 0      # resuming: the steps since
-        self.losses_since_eval = [row["loss"] for row in r.metrics["train"] if row["step"] > last_eval]
-        self.weights_before = flat(r.engine.weights()) if log else None
+    def __init__(self, run, stop, log, workers):
+        settings = run.settings
+        self.run, self.settings, self.stop, self.csv, self.workers = run, settings, stop, log, workers
+        self.step_done, self.clock = run.step, Clock(run.metrics)
+        self.print_every = settings["print_every"] or (None if run.console.tty else 1 if settings["steps"] <= 1000
+                                                       else settings["steps"] // 100)
+        last_eval = run.metrics["eval"][-1]["step"] if run.metrics["eval"] else 0      # resuming: the steps since
+        self.losses_since_eval = [row["loss"] for row in run.metrics["train"] if row["step"] > last_eval]
+        self.weights_before = flat(run.engine.weights()) if log else None
         self.t_last = time.perf_counter()
-        self.judge = Judge(r)
+        self.judge = Judge(run)
 
     def on_step(self, step, loss, lr, grad_norm, batch):
         self.step_done = step + 1
-        self.r.metrics["train"].append(self.record(loss, lr, grad_norm, batch))
+        self.run.metrics["train"].append(self.record(loss, lr, grad_norm, batch))
         if self.csv:
-            self.csv.train(self.r.metrics["train"][-1])
+            self.csv.train(self.run.metrics["train"][-1])
         self.losses_since_eval.append(loss)
         self.show(loss, lr)
-        last = self.step_done == self.s["steps"]
-        if self.step_done % self.s["eval_every"] == 0 or last:
+        last = self.step_done == self.settings["steps"]
+        if self.step_done % self.settings["eval_every"] == 0 or last:
             self.evaluate()
-        if self.r.workers and self.r.workers.failure:      # (its evaluation done: a resume goes on exactly)
-            raise self.r.workers.failure
-        if self.s["save_every"] and self.step_done % self.s["save_every"] == 0 and not last:
-            self.r.save(self.step_done)
+        if self.workers and self.workers.failure:      # (its evaluation done: a resume goes on exactly)
+            raise self.workers.failure
+        if self.settings["save_every"] and self.step_done % self.settings["save_every"] == 0 and not last:
+            self.run.save(self.step_done)
         self.t_last = time.perf_counter()
         return self.stop.requested
 
     def record(self, loss, lr, grad_norm, batch):
         """The metrics row of the step just taken."""
-        n_tokens = sum(microgpt.n_predicted(tokens, self.s["block_size"]) for tokens in batch)
+        n_tokens = sum(microgpt.n_predicted(tokens, self.settings["block_size"]) for tokens in batch)
         ratio = None
         if self.weights_before is not None:                 # only with a log: it copies every weight
-            after = flat(self.r.engine.weights())
+            after = flat(self.run.engine.weights())
             ratio, self.weights_before = update_ratio(self.weights_before, after), after
-        clipped = int(self.s["grad_clip"] is not None and grad_norm > self.s["grad_clip"])
+        clipped = int(self.settings["grad_clip"] is not None and grad_norm > self.settings["grad_clip"])
         return {"step": self.step_done, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                 "tokens_per_sec": n_tokens / max(time.perf_counter() - self.t_last, 1e-9),
                 "elapsed_s": self.clock.before + self.clock.training(), "update_ratio": ratio, "clipped": clipped}
@@ -193,29 +197,30 @@ class Watch:
     def show(self, loss, lr):
         """The step's line: permanent every print_every steps and at the last (where there is a print_every),
         else, on a terminal, the status line: a smoothed loss and the speed beside the time left."""
-        n, N = self.step_done, self.s["steps"]
+        n, N = self.step_done, self.settings["steps"]
         left = format_seconds(self.time_left())
         if self.print_every and (n % self.print_every == 0 or n == N):
-            self.r.console.line(f"step {n:4d} / {N:4d} | loss {loss:.4f} | lr {lr:.5f} | {left} left")
+            self.run.console.line(f"step {n:4d} / {N:4d} | loss {loss:.4f} | lr {lr:.5f} | {left} left")
             return
-        recent = [row["loss"] for row in self.r.metrics["train"][-20:]]
-        speed = self.r.metrics["train"][-1]["tokens_per_sec"]
+        recent = [row["loss"] for row in self.run.metrics["train"][-20:]]
+        speed = self.run.metrics["train"][-1]["tokens_per_sec"]
         # Each field with its rank: the order in which they give way to a narrow terminal, the highest first.
-        self.r.console.status([(f"step {n:4d} / {N:4d}", 0), (f"loss {sum(recent) / len(recent):.4f}", 0),
-                               (f"(mean of {counted(len(recent), 'step')})", 4), (f"lr {lr:.5f}", 2),
-                               (f"{speed:,.0f} tokens/s", 3), (f"{left} left", 1)])
+        self.run.console.status([(f"step {n:4d} / {N:4d}", 0), (f"loss {sum(recent) / len(recent):.4f}", 0),
+                                 (f"(mean of {counted(len(recent), 'step')})", 4), (f"lr {lr:.5f}", 2),
+                                 (f"{speed:,.0f} tokens/s", 3), (f"{left} left", 1)])
 
     def time_left(self):
         """Seconds the run has left: its steps to go at this session's pace, and its evaluations to go at
         theirs. Before the first, an evaluation is reckoned as its documents and samples at a third of a
         training step's time per document (a forward pass without a graph, against forward, backward and
         Adam's update)."""
-        n, N, every = self.step_done, self.s["steps"], self.s["eval_every"]
-        per_step = self.clock.training() / (n - self.r.step)
+        n, N, every = self.step_done, self.settings["steps"], self.settings["eval_every"]
+        per_step = self.clock.training() / (n - self.run.step)
         evaluations = N // every - (n - 1) // every + (1 if N % every else 0)     # this step's included
         done = self.clock.evaluations
         per_eval = (self.clock.eval_seconds / done if done else
-                    per_step / self.s["batch_size"] * (len(self.r.eval_docs) + self.s["eval_samples"]) / 3)
+                    per_step / self.settings["batch_size"] * (len(self.run.eval_docs) + self.settings["eval_samples"])
+                    / 3)
         return per_step * (N - n) + per_eval * evaluations
 
     def evaluate(self):
@@ -225,11 +230,11 @@ class Watch:
         if not self.losses_since_eval:
             return
         t0 = time.perf_counter()
-        row = evaluation(self.r, self.step_done, self.losses_since_eval)
+        row = evaluation(self.run, self.workers, self.step_done, self.losses_since_eval)
         row["seconds"] = time.perf_counter() - t0
         self.clock.eval_seconds += row["seconds"]
         self.clock.evaluations += 1
-        self.r.metrics["eval"].append(row)
+        self.run.metrics["eval"].append(row)
         if self.csv:
             self.csv.eval(row)
         self.losses_since_eval = []
@@ -243,9 +248,9 @@ class Judge:
     loss fell below where it was then: the model is memorising."""
     RISE = 1.02
 
-    def __init__(self, r):
-        self.r, self.best, self.rises, self.said = r, None, 0, False
-        for row in r.metrics["eval"]:                       # a resumed run goes on from its history
+    def __init__(self, run):
+        self.run, self.best, self.rises, self.said = run, None, 0, False
+        for row in run.metrics["eval"]:                       # a resumed run goes on from its history
             self.judged(row)
 
     def judged(self, row):
@@ -259,41 +264,42 @@ class Judge:
         return False
 
     def __call__(self, row):
-        r = self.r
+        run = self.run
         if self.judged(row):
-            if r.best_path:
-                r.save(row["step"], r.best_path)
+            if run.best_path:
+                run.save(row["step"], run.best_path)
             return
         best = self.best
         if self.said or self.rises < 2 or best is None or row["train_loss"] >= best["train_loss"]:
             return
         self.said = True
-        kept = (f"the best model is kept in {shown(r.best_path)}: --load it to sample from it" if r.best_path else
+        kept = (f"the best model is kept in {shown(run.best_path)}: --load it to sample from it" if run.best_path else
                 "give --save PATH to keep the best model of a run")
-        r.console.line(f"overfitting: since step {best['step']} the validation loss has risen from its best, "
-                       f"{best['val_loss']:.4f}, to {row['val_loss']:.4f}, while the training loss fell from "
-                       f"{best['train_loss']:.4f} to {row['train_loss']:.4f}: the model is memorising its "
-                       f"training documents rather than learning what they have in common; {kept}")
+        run.console.line(f"overfitting: since step {best['step']} the validation loss has risen from its best, "
+                         f"{best['val_loss']:.4f}, to {row['val_loss']:.4f}, while the training loss fell from "
+                         f"{best['train_loss']:.4f} to {row['train_loss']:.4f}: the model is memorising its "
+                         f"training documents rather than learning what they have in common; {kept}")
 
 
-def evaluation(r, step, train_losses):
-    """Print the evaluation at `step` and its samples; return its metrics row (without seconds)."""
-    s, console = r.settings, r.console
+def evaluation(run, workers, step, train_losses):
+    """Print the evaluation at `step` and its samples, its documents shared among `workers` (or None); return
+    its metrics row (without seconds)."""
+    settings, console = run.settings, run.console
     train_loss = sum(train_losses) / len(train_losses)
     text = f"eval {step:4d} | train loss {train_loss:.4f} (mean of {counted(len(train_losses), 'step')})"
     val_loss = None
-    if r.eval_docs:
+    if run.eval_docs:
         shared = {}
         try:
-            if r.workers:                                                               # (the same numbers)
-                shared = {"nlls": r.workers.spread("nlls", [r.tokenizer.encode(doc) for doc in r.eval_docs])}
+            if workers:                                                                   # (the same numbers)
+                shared = {"nlls": workers.spread("nlls", [run.tokenizer.encode(doc) for doc in run.eval_docs])}
         except WorkerError as e:            # done here instead, as one process would; then the run stops
-            r.workers.failure = e
-        val_loss, _ = r.engine.evaluate(r.eval_docs, **shared)
+            workers.failure = e
+        val_loss, _ = run.engine.evaluate(run.eval_docs, **shared)
         text += f" | val loss {val_loss:.4f} | val perplexity {perplexity_text(val_loss)}"
-    rng = random.Random(f"{s['seed']}:{step}")
-    texts = [r.engine.sample(rng, s["temperature"], s["top_k"], s["prefix"]) or "''"
-             for _ in range(s["eval_samples"])]
+    rng = random.Random(f"{settings['seed']}:{step}")
+    texts = [run.engine.sample(rng, settings["temperature"], settings["top_k"], settings["prefix"]) or "''"
+             for _ in range(settings["eval_samples"])]
     console.line(text)
     if texts:
         console.line(f"  samples at step {step}: {', '.join(texts)}")
@@ -306,12 +312,12 @@ def perplexity_text(loss):
     return f"{ppl:.2f}" if ppl < 1e6 else f"{ppl:.3g}"
 
 
-def standing(r):
+def standing(run):
     """Where a run ends against the baselines: its last validation loss beside theirs, and its best."""
-    evals = [row for row in r.metrics["eval"] if row["val_loss"] is not None]
-    if not evals or not r.baselines:
+    evals = [row for row in run.metrics["eval"] if row["val_loss"] is not None]
+    if not evals or not run.baselines:
         return []
-    last, b = evals[-1], r.baselines
+    last, b = evals[-1], run.baselines
     val, (best_name, best_loss) = last["val_loss"], min(b.items(), key=lambda item: item[1])
     if val < best_loss:
         verdict = f"below every baseline, {best_loss - val:.4f} nats under the {best_name}" + (
@@ -326,7 +332,7 @@ def standing(r):
     best = min(evals, key=lambda row: row["val_loss"])
     if best is not last:
         lines.append(f"  its best: val loss {best['val_loss']:.4f} at step {best['step']}" +
-                     (f", kept in {shown(r.best_path)}" if r.best_path else ""))
+                     (f", kept in {shown(run.best_path)}" if run.best_path else ""))
     return lines
 
 
@@ -371,9 +377,9 @@ def draw_curve(points, baselines, width, height, window, first, last):
         grid[row_of(loss)][col] = mark
     lines = [f"loss curve: . training loss (running mean of {counted(window, 'step')}), o validation loss" +
              (", - a baseline's validation loss" if baselines else "")]
-    for r, cells in enumerate(grid):
-        label = f"{hi:.2f}" if r == 0 else f"{lo:.2f}" if r == height - 1 else ""
-        lines.append(f"{label:>6} |{''.join(cells)}" + (f" {', '.join(names[r])}" if names[r] else ""))
+    for run, cells in enumerate(grid):
+        label = f"{hi:.2f}" if run == 0 else f"{lo:.2f}" if run == height - 1 else ""
+        lines.append(f"{label:>6} |{''.join(cells)}" + (f" {', '.join(names[run])}" if names[run] else ""))
     lines.append(f"{'':>6} +{'-' * width}")
     left, right = f"step {first}", f"step {last}"
     lines.append(f"{'':>8}{left}{right:>{max(len(right) + 1, width - len(left))}}")
@@ -383,14 +389,14 @@ def draw_curve(points, baselines, width, height, window, first, last):
 SHADES = " .:-=+*#%@"         # the attention heatmap: weight 0-10% -> ' ', ..., 90-100% -> '@'
 
 
-def print_explanation(r, doc, x, note=""):
+def print_explanation(run, doc, x, note=""):
     """Print explain()'s numbers `x` for `doc`: the next-token table, the attention heatmaps and the
     traced step."""
-    tokenizer, log = r.tokenizer, r.log
+    tokenizer, log = run.tokenizer, run.log
     name = lambda t: "BOS" if t == tokenizer.BOS else repr(tokenizer.chars[t])
     show = lambda t: f"{name(t):>5} ({t:2d})"
-    known = ("a training document" if doc in set(r.train_docs) else "held out for validation" if doc in
-             set(r.val_docs) else "in neither the training nor the validation documents")
+    known = ("a training document" if doc in set(run.train_docs) else "held out for validation" if doc in
+             set(run.val_docs) else "in neither the training nor the validation documents")
     tokens = str(x["tokens"]) if len(x["tokens"]) <= 40 else f"{str(x['tokens'][:40])[:-1]}, ...]"
     log(f"explain {shown(repr(doc))}{note}, {known}: tokens {tokens}; position t reads tokens[t] and predicts "
         f"tokens[t+1]")
@@ -403,9 +409,9 @@ def print_explanation(r, doc, x, note=""):
     log(f"  mean loss {sum(losses) / len(losses):.4f} over {counted(len(losses), 'position')}; a uniform guess over "
         f"{v} tokens scores ln {v} = {math.log(v):.4f}")
     if len(x["tokens"]) - 1 > len(losses):
-        log(f"  cut: block_size {r.settings['block_size']} leaves out the last "
+        log(f"  cut: block_size {run.settings['block_size']} leaves out the last "
             f"{counted(len(x['tokens']) - 1 - len(losses), 'target')}")
-    print_attention(r, x, [name(t).strip("'") for t in x["tokens"][:len(losses)]])
+    print_attention(run, x, [name(t).strip("'") for t in x["tokens"][:len(losses)]])
     step = x["step"]
     log(f"one training step on {shown(repr(doc))}, traced (the model is left unchanged): mean loss {step['loss']:.4f}, "
         f"learning rate {step['lr']:.5f}")
@@ -425,17 +431,17 @@ def print_explanation(r, doc, x, note=""):
 RATIO_TOO_HIGH, RATIO_BARELY = -0.5, -3.0
 
 
-def print_attention(r, x, labels):
+def print_attention(run, x, labels):
     """The attention heatmaps of explain(): a row per position, a column per position it reads."""
-    s, log = r.settings, r.log
+    settings, log = run.settings, run.log
     legend = ", ".join(f"'{c}' {10 * i}%" for i, c in enumerate(SHADES) if i)
     log(f"attention: each row is a position and where it looks, over the positions so far; above the diagonal, "
         f"the future: masked. Shades: ' ' under 10%, {legend} or more")
-    for layer in range(s["n_layer"]):
-        for head in range(s["n_head"]):
+    for layer in range(settings["n_layer"]):
+        for head in range(settings["n_head"]):
             log(f"  layer {layer} head {head}  " + "".join(f"{label:>4}" for label in labels))
             for t, label in enumerate(labels):
-                weights = x["attention"][t][layer * s["n_head"] + head]
+                weights = x["attention"][t][layer * settings["n_head"] + head]
                 cells = "".join(f"  {SHADES[min(9, int(w * 10))] * 2}" for w in weights)
                 top = max(range(len(weights)), key=weights.__getitem__)
                 log(f"  {t:2d} {label:>3} reads  {cells:<{4 * len(labels)}}  most: {labels[top]} {weights[top]:.0%}")
@@ -445,34 +451,34 @@ class GradcheckPrinter:
     """gradcheck()'s on_matrix: each matrix's line as soon as it is checked (the first with the heading), and
     on a terminal a status line of how long is left, so that a larger model's check is seen to work."""
 
-    def __init__(self, r, doc):
-        self.r, self.doc, self.start = r, doc, time.perf_counter()
+    def __init__(self, run, doc):
+        self.run, self.doc, self.start = run, doc, time.perf_counter()
 
     def __call__(self, name, m, done, total):
-        r = self.r
+        run = self.run
         if not hasattr(self, "rows"):
             self.rows = True
-            r.console.line(f"gradcheck {shown(repr(self.doc))}: backward() against central finite differences, "
-                           f"(L(p+h) - L(p-h)) / 2h with h = 1e-5, on {total:,} entries among those the "
-                           f"document reaches (two forward passes each)")
-            r.console.line("  matrix             checked (non-zero) / reached / all    worst relative error")
-        r.console.line(f"  {name:<16} {m['checked']:>5} ({m['nonzero']:>5}) / {m['reached']:>6} / {m['total']:<6} "
-                       f"{m['worst']:10.1e}")
+            run.console.line(f"gradcheck {shown(repr(self.doc))}: backward() against central finite differences, "
+                             f"(L(p+h) - L(p-h)) / 2h with h = 1e-5, on {total:,} entries among those the "
+                             f"document reaches (two forward passes each)")
+            run.console.line("  matrix             checked (non-zero) / reached / all    worst relative error")
+        run.console.line(f"  {name:<16} {m['checked']:>5} ({m['nonzero']:>5}) / {m['reached']:>6} / {m['total']:<6} "
+                         f"{m['worst']:10.1e}")
         seconds = time.perf_counter() - self.start
-        r.console.status(f"gradcheck: {done:,} of {total:,} entries, {format_seconds(seconds / done * (total - done))} "
-                         f"left")
-        if r.log is print:
+        left = format_seconds(seconds / done * (total - done))
+        run.console.status(f"gradcheck: {done:,} of {total:,} entries, {left} left")
+        if run.log is print:
             sys.stdout.flush()                          # a pipe sees each line as it comes, not at the end
 
 
-def print_verdict(r, report, tolerance=1e-4):
+def print_verdict(run, report, tolerance=1e-4):
     """The gradient check's verdict. Returns the exit status: 0, or 1 if a relative error is over the
     tolerance."""
     name, worst = max(((name, m["worst"]) for name, m in report.items()), key=lambda item: item[1])
     if worst > tolerance:
-        r.console.line(f"gradcheck FAILED: {name} is off by a relative {worst:.1e}, over the tolerance "
-                       f"{tolerance:.0e}: backward() and the finite differences disagree there")
+        run.console.line(f"gradcheck FAILED: {name} is off by a relative {worst:.1e}, over the tolerance "
+                         f"{tolerance:.0e}: backward() and the finite differences disagree there")
         return 1
-    r.console.line(f"gradcheck passed: the worst relative error is {worst:.1e} ({name}), under the tolerance "
-                   f"{tolerance:.0e}")
+    run.console.line(f"gradcheck passed: the worst relative error is {worst:.1e} ({name}), under the tolerance "
+                     f"{tolerance:.0e}")
     return 0

@@ -52,8 +52,8 @@ WORKER = "import sys; sys.path[0] = sys.argv[1]; from workbench import workers; 
 def worker_main():
     """A worker process (WORKER): reads pickled messages on stdin and answers on stdout. The first names
     the engine (its module's file and class) and the model's settings and characters; each of the others
-    sends weights and documents and is answered with each document's part (engine.document_gradients or
-    document_nlls), or the error that stopped it. Stdin's end, which comes however the run's process ended
+    sends weights and documents and is answered with each document's part (engine.gradient_parts or
+    nll_parts), or the error that stopped it. Stdin's end, which comes however the run's process ended
     (killed included), ends it. It has a session of its own, so a terminal's Ctrl-C and a signal to the
     run's process group reach only the run, which finishes its step and closes the pipes."""
     gc.disable()                            # as MicrogptEngine.train does: a graph has no cycle to collect
@@ -77,10 +77,10 @@ def worker_main():
             try:
                 engine.set_weights(unpacked(weights))
                 if kind == "gradients":
-                    parts = engine.document_gradients(batch, n_tokens)
+                    parts = engine.gradient_parts(batch, n_tokens)
                     answer, blobs = ("done", [loss for loss, _ in parts]), [packed(grads) for _, grads in parts]
                 else:
-                    answer, blobs = ("done", engine.document_nlls(batch)), []
+                    answer, blobs = ("done", engine.nll_parts(batch)), []
             except Exception as e:                          # (MemoryError included) the run says it
                 answer, blobs = ("failed", f"{type(e).__name__}: {e}"), []
             write_message(stdout, answer, blobs)
@@ -111,17 +111,17 @@ class Workers:
     part in their order. close() ends them all; a worker that outlives its closed pipe by a second is
     killed."""
 
-    def __init__(self, n, r, stop=None):
-        self.n, self.r, self.stop, self.processes, self.failure = n, r, stop, [], None
+    def __init__(self, n, run, stop=None):
+        self.n, self.run, self.stop, self.processes, self.failure = n, run, stop, [], None
 
     def start(self):
-        r, here = self.r, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the project's folder
-        Engine = r.Engine
+        run, here = self.run, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the project's folder
+        Engine = run.Engine
         path = os.path.abspath(sys.modules[Engine.__module__].__file__)
         module = Engine.__module__ if Engine.__module__ != "__main__" else \
             os.path.splitext(os.path.basename(path))[0]                     # (a program's own engine, by its name)
         hello = (module, os.path.dirname(path), Engine.__qualname__,
-                 {key: r.settings[key] for key in ("n_embd", "n_head", "n_layer", "block_size")}, r.tokenizer.chars)
+                 {key: run.settings[key] for key in ("n_embd", "n_head", "n_layer", "block_size")}, run.tokenizer.chars)
         for _ in range(self.n - 1):
             errors = tempfile.TemporaryFile()              # what a worker says if it fails, for the message
             try:
@@ -164,14 +164,14 @@ class Workers:
     def spread(self, kind, batch, n_tokens=None):
         """Each document's part of `kind` ("gradients" or "nlls") for batch (lists of token ids), in order.
         Raises WorkerError if a worker died or failed."""
-        engine, shares = self.r.engine, shared_out(batch, self.n, self.r.settings["block_size"])
+        engine, shares = self.run.engine, shared_out(batch, self.n, self.run.settings["block_size"])
         weights = packed(flat(engine.weights()))
         sent = [process for process, share in zip(self.processes, shares[1:]) if share]
         for process, share in zip(self.processes, shares[1:]):
             if share:
                 self.send(process, (kind, share, n_tokens), [weights])
-        parts = engine.document_gradients(shares[0], n_tokens) if kind == "gradients" else \
-            engine.document_nlls(shares[0])
+        parts = engine.gradient_parts(shares[0], n_tokens) if kind == "gradients" else \
+            engine.nll_parts(shares[0])
         for process in sent:
             try:
                 (status, answer), blobs = self.answer(process)
@@ -241,16 +241,16 @@ def exit_description(code):
     return f"exit status {code}"
 
 
-def workers_of(r, stop=None):
+def workers_of(run, stop=None):
     """The Workers a training run shares its work with: as many as --workers says (default: the cores, at
     most 8), but no more than a batch, or an evaluation at two documents each, has work for; None for one
     process, or an engine that cannot share."""
-    s = r.settings
-    if not hasattr(r.Engine, "document_gradients") or r.step >= s["steps"]:
+    settings = run.settings
+    if not hasattr(run.Engine, "gradient_parts") or run.step >= settings["steps"]:
         return None
-    n = s["workers"]
+    n = settings["workers"]
     if n is None:                                           # the cores, as many as the memory holds
-        have = memory_available(r.Engine, s)
-        n = min(8, cores(), have // r.Engine.memory_needed(s, r.tokenizer.vocab_size, True) if have else 8)
-    n = min(n, max(s["batch_size"] if s["batch_size"] > 1 else 1, len(r.eval_docs) // 2))
-    return Workers(n, r, stop) if n > 1 else None
+        have = memory_available(run.Engine, settings)
+        n = min(8, cores(), have // run.Engine.memory_needed(settings, run.tokenizer.vocab_size, True) if have else 8)
+    n = min(n, max(settings["batch_size"] if settings["batch_size"] > 1 else 1, len(run.eval_docs) // 2))
+    return Workers(n, run, stop) if n > 1 else None
