@@ -1,4 +1,4 @@
-"""The layout: microgpt.py is the algorithm and runs alone; workbench.py serves the person running it; one
+"""The layout: microgpt.py is the algorithm and runs alone; the workbench (workbench/) serves the person running it; one
 module and one Value class whichever file is the script; each default written once; files and functions
 of a size a reader can hold."""
 import ast
@@ -179,6 +179,32 @@ class TestRooms(unittest.TestCase):
         self.assertEqual(sorted(order), sorted(name[len("workbench/"):-3] for name in WORKBENCH
                                                if not name.endswith("__init__.py")))
 
+    def test_a_run_is_built_once_and_only_read(self):
+        """Bugs: a part of the run set mid-run (print_header storing the baselines, training storing its
+        workers: what a run has depending on which function ran first); a Run missing a part."""
+        run = workbench.prepare(workbench.parse_args(["--steps", "1"]), workbench.MicrogptEngine,
+                                log=lambda *a: None)
+        try:
+            self.assertEqual(set(vars(run)), set(workbench.Run.PARTS))
+            self.assertEqual(set(run.baselines), {"uniform", "unigram", "bigram"})        # counted when built
+            with self.assertRaises(AttributeError):
+                run.baselines = None
+            with self.assertRaises(AttributeError):
+                run.workers = None
+        finally:
+            run.release()
+        with self.assertRaises(TypeError):
+            workbench.Run(args=None)
+
+    def test_the_engine_is_asked_to_train_in_one_place(self):
+        """Bug of the kind this layout removed: the 9-argument train(...) call written out twice in the workbench,
+        the two drifting apart (a setting passed in one and not the other)."""
+        calls = [(room, node.lineno) for room in workbench.ROOMS
+                 for node in ast.walk(parse(os.path.join("workbench", f"{room}.py")))
+                 if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "train"
+                 and getattr(getattr(node.func, "value", None), "attr", "") == "engine"]
+        self.assertEqual(len(calls), 1, calls)
+
     def test_a_worker_process_loads_only_what_a_worker_needs(self):
         """Bug: the worker importing the whole workbench (the run, the watch, the settings) to compute shares."""
         code = (f"import sys; sys.path[0] = {ROOT!r}; from workbench import workers; import workbench.engine; "
@@ -204,7 +230,7 @@ class TestDeclaredOnce(unittest.TestCase):
                         self.assertNotEqual(default.value, defaults[arg.arg], f"{name}: {arg.arg}={default.value!r}")
 
     def test_the_algorithms_settings_take_their_defaults_from_microgpt(self):
-        """Bug: Setting("temperature", 0.5, ...) in workbench.py beside DEFAULTS' 0.5 in microgpt.py."""
+        """Bug: Setting("temperature", 0.5, ...) in workbench/settings.py beside DEFAULTS' 0.5 in microgpt.py."""
         calls = [node for node in ast.walk(parse(os.path.join("workbench", "settings.py")))
                  if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Setting"]
         self.assertEqual(len(calls), len(workbench.SETTINGS))
