@@ -440,6 +440,20 @@ class TestTheSecondRound(SafetyCase):
         self.assertEqual(read(precious), b"irreplaceable\n")
         self.assertEqual(read(os.path.join(self.tmp, ".t.json.tmp")), b"my notes\n")
 
+    def test_a_killed_saves_leftover_of_any_length_is_taken_for_one(self):
+        """Bug: the leftover check reading 32 bytes against a 31-byte start, so a killed save's .NAME.tmp of 32
+        bytes or more was "not a leftover of one" and blocked every later run saving there."""
+        path = os.path.join(self.tmp, "k.json")
+        self.ok("--steps", 2, "--samples", 0, "--save", path)
+        whole = read(path)
+        for cut in (0, 10, 31, 32, 200, len(whole) - 1):
+            with self.subTest(cut=cut):
+                write_file(self.tmp, ".k.json.tmp", whole[:cut])
+                self.ok("--steps", 3, "--samples", 0, "--save", path)
+                self.assertFalse(os.path.exists(os.path.join(self.tmp, ".k.json.tmp")))
+        write_file(self.tmp, ".k.json.tmp", b'{"format": "microgpt checkpoinX' + whole[31:200])
+        self.fails("--steps", 2, "--samples", 0, "--save", path, says="is there and is not a leftover of one")
+
     def test_outputs_named_as_each_others_hidden_files(self):
         """Bugs: --save .L.csv.lock with --log L.csv (the log's release removed the checkpoint); --log
         .M.json.tmp with --save M.json (each save removed the log)."""

@@ -394,6 +394,18 @@ class TestSmallThings(WatchCase):
         self.assertEqual(workbench.counted(2, "step"), "2 steps")
         self.assertEqual(workbench.counted(1234, "document is", "documents are"), "1,234 documents are")
 
+    def test_a_curve_of_losses_near_a_floats_largest(self):
+        """Bug: the running sums of losses of 1.7e308 (a resumed checkpoint's history) overflowing to inf and
+        inf - inf, and the curve's int(NaN) a traceback after the run was saved."""
+        rows = [{"step": i, "loss": 1.7e308 if i <= 30 else 2.0 + i / 100} for i in range(1, 61)]
+        lines = workbench.loss_curve({"train": rows, "eval": [{"step": 60, "val_loss": 1.7e308}]})
+        self.assertTrue(lines[0].startswith("loss curve: "))
+        self.assertEqual(len(lines), 1 + 10 + 2)                      # the title, 10 rows, the axis and its steps
+        self.assertEqual(lines[1].split("|")[0].strip(), "1e+300")                 # drawn at 1e300, the top
+        self.assertEqual(lines[10].split("|")[0].strip(), "2.32")    # steps 31-33's mean, 2.31 to 2.33 (not 0.00,
+        self.assertEqual(lines[10].split("|")[1].count("."), 28)    # as a running sum beside 1e300 made it)
+        self.assertEqual(lines[1][-1], "o")                                        # the evaluation, at the top
+
     def test_a_perplexity_past_floats_range(self):
         """Bug: f"{exp(loss):.2f}" printing 300 digits for a loss of 700 nats (and inf just past it)."""
         self.assertEqual(workbench.perplexity_text(math.log(11.91)), "11.91")

@@ -169,9 +169,10 @@ def leftover(tmp):
     info = os.stat(tmp, follow_symlinks=False)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         return False
+    start = b'{"format": "microgpt checkpoint'              # how every checkpoint's text begins
     with open(tmp, "rb") as f:
-        start = f.read(32)
-    return start in (b"", b'{"format": "microgpt checkpoint'[:len(start)])
+        begins = f.read(len(start))                         # as much of it as the killed save wrote, or all
+    return start.startswith(begins)
 
 
 def same_file(a, b):

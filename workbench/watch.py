@@ -340,7 +340,10 @@ def loss_curve(metrics, baselines=None, width=64, height=10):
     """The run's loss curve as text lines: '.' is the training loss, smoothed by a running mean over
     about a twentieth of the run and averaged per column; 'o' is a validation loss; '-' rows mark the
     baselines' losses (the bigram always, the others where they fall in the picture)."""
-    train = [(row["step"], row["loss"]) for row in metrics["train"]]
+    # (a loss near a float's largest, as a diverging run or an edited checkpoint has, is drawn at 1e300: summed
+    # over a window it would overflow to inf, and inf - inf to NaN)
+    train = [(row["step"], min(row["loss"], 1e300)) for row in metrics["train"]]
+    huge = any(loss > 1e12 for _, loss in train)    # (a running sum would lose the small losses beside them)
     evals = [(row["step"], row["val_loss"]) for row in metrics["eval"] if row["val_loss"] is not None]
     if len(train) < 2:
         return []
@@ -348,6 +351,8 @@ def loss_curve(metrics, baselines=None, width=64, height=10):
     running, smoothed = 0.0, []
     for i, (step, loss) in enumerate(train):
         running += loss - (train[i - window][1] if i >= window else 0.0)
+        if huge:                                    # summed afresh, exactly: slower, and only for such a history
+            running = math.fsum(x for _, x in train[max(0, i - window + 1):i + 1])
         smoothed.append((step, running / min(i + 1, window)))
     first, last = train[0][0], train[-1][0]
     width = min(width, last - first + 1)
@@ -358,6 +363,7 @@ def loss_curve(metrics, baselines=None, width=64, height=10):
         counts[column(step)] += 1
     points = [(col, sums[col] / counts[col], ".") for col in range(width) if counts[col]]
     points += [(column(step), loss, "o") for step, loss in evals]
+    points = [(col, min(loss, 1e300), mark) for col, loss, mark in points]      # (per column: the same bound)
     return draw_curve(points, baselines or {}, width, height, window, first, last)
 
 
@@ -377,9 +383,10 @@ def draw_curve(points, baselines, width, height, window, first, last):
         grid[row_of(loss)][col] = mark
     lines = [f"loss curve: . training loss (running mean of {counted(window, 'step')}), o validation loss" +
              (", - a baseline's validation loss" if baselines else "")]
-    for run, cells in enumerate(grid):
-        label = f"{hi:.2f}" if run == 0 else f"{lo:.2f}" if run == height - 1 else ""
-        lines.append(f"{label:>6} |{''.join(cells)}" + (f" {', '.join(names[run])}" if names[run] else ""))
+    figure = lambda loss: f"{loss:.2f}" if abs(loss) < 1e5 else f"{loss:.2g}"    # (1.7e308 in 300 digits: no)
+    for row, cells in enumerate(grid):
+        label = figure(hi) if row == 0 else figure(lo) if row == height - 1 else ""
+        lines.append(f"{label:>6} |{''.join(cells)}" + (f" {', '.join(names[row])}" if names[row] else ""))
     lines.append(f"{'':>6} +{'-' * width}")
     left, right = f"step {first}", f"step {last}"
     lines.append(f"{'':>8}{left}{right:>{max(len(right) + 1, width - len(left))}}")
