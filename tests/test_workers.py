@@ -173,6 +173,30 @@ class TestTheSameNumbers(WorkersCase):
 
 
 class TestWhenAWorkerFails(WorkersCase):
+    def test_a_worker_answer_of_the_wrong_shape_ends_in_one_line_and_the_run_saved(self):
+        """Bug: a worker's answer taken as it came (a third loss for a share of two documents, a gradient of
+        another model's size, a loss that is not a number): `ValueError: too many values to unpack`, a
+        traceback, nothing saved."""
+        read = workbench.workers.read_message
+        for name, spoil in (("a loss too many", lambda answer, blobs: (answer + [0.5], blobs)),
+                            ("a gradient too short", lambda answer, blobs: (answer, [blob[:-8] for blob in blobs])),
+                            ("a loss that is text", lambda answer, blobs: (["x"] * len(answer), blobs))):
+            with self.subTest(answer=name):
+                path = os.path.join(self.tmp, "bad.json")
+
+                def spoiled(stream):
+                    (status, answer), blobs = read(stream)
+                    return (status, spoil(answer, blobs)[0]), spoil(answer, blobs)[1]
+
+                with replaced(workbench.workers, "read_message", spoiled):
+                    status, out, err = run_main("--data", self.data, *self.SMALL, *self.RUN, "--workers", 2,
+                                                "--save", path)
+                self.assertEqual(status, 70, err)
+                self.assertRegex(err, r"^microgpt: error: worker process \d+ answered in a shape that is not its "
+                                      r"share's \(\d documents' gradients\); it is not the engine this run started; "
+                                      r"saved the last good state \(step 0\) to .*bad\.json\n$")
+                self.assertEqual(load_json(path)["step"], 0)
+
     def test_a_worker_lost_in_an_evaluation_is_done_here_and_the_resume_goes_on_exactly(self):
         """Bug: the run saved at step 3 without step 3's evaluation (a worker died in it), so the resumed run
         never has it, and its next evaluation averages twice the steps."""

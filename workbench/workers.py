@@ -172,15 +172,34 @@ class Workers:
                 self.send(process, (kind, share, n_tokens), [weights])
         parts = engine.gradient_parts(shares[0], n_tokens) if kind == "gradients" else \
             engine.nll_parts(shares[0])
-        for process in sent:
+        for process, share in zip(sent, [share for share in shares[1:] if share]):
             try:
                 (status, answer), blobs = self.answer(process)
-            except (EOFError, OSError, pickle.UnpicklingError):
+            except (EOFError, OSError, pickle.UnpicklingError, TypeError, ValueError):     # (not a message at all)
                 raise self.died(process)
             if status == "failed":
-                raise WorkerError(f"worker process {process.pid} failed: {answer}")
-            parts += list(zip(answer, map(unpacked, blobs))) if kind == "gradients" else answer
+                raise WorkerError(f"worker process {process.pid} failed: {shown(answer)}")
+            parts += self.checked_answer(process, kind, share, answer, blobs)
         return parts
+
+    def checked_answer(self, process, kind, share, answer, blobs):
+        """A worker's answer for its share as spread() adds it: (loss, gradient) pairs, or (nats, tokens) pairs, a
+        document each. Raises WorkerError if it is not one of the shape a share of len(share) documents has
+        (a float per document, NaN included: training says so; a gradient of a float per parameter; whole
+        numbers of predicted tokens)."""
+        n, n_params = len(share), self.run.engine.n_params
+        if kind == "gradients":
+            grads = [unpacked(blob) if len(blob) == 8 * n_params else None for blob in blobs]
+            right = (type(answer) is list and len(answer) == n and len(grads) == n and None not in grads
+                     and all(type(x) is float for x in answer))
+        else:
+            right = type(answer) is list and len(answer) == n and all(
+                type(pair) is tuple and len(pair) == 2 and type(pair[0]) is float and type(pair[1]) is int
+                for pair in answer)
+        if not right:
+            raise WorkerError(f"worker process {process.pid} answered in a shape that is not its share's ({n} "
+                              f"documents' {kind}); it is not the engine this run started")
+        return list(zip(answer, grads)) if kind == "gradients" else answer
 
     def close(self):
         for process in self.processes:
