@@ -10,11 +10,13 @@ import os
 import random
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import unittest
 
-from support import (FEW_NAMES, FewNamesCase, ROOT, document_loss, gpt as make_gpt, inside, microgpt, replaced,
-                     run_main, split_of, workbench, write_file)
+from support import (FEW_NAMES, FewNamesCase, ROOT, SCRIPT, TempDirTestCase, document_loss, gpt as make_gpt, inside,
+                     microgpt, replaced, run_main, split_of, workbench, write_file)
 import reference.atomic as ref  # (support puts the project on the path)
 import traps
 
@@ -389,6 +391,41 @@ class TestTheGraphDrawn(unittest.TestCase):
                     self.assertIn("<svg", f.read())
 
 
+class TestToolsSayOneLine(TempDirTestCase, unittest.TestCase):
+    """tools/graph.py and tools/make_docs.py hold the program's contract: bad input is one line and status 2."""
+
+    def tool(self, name, *argv):
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), *map(str, argv)], capture_output=True,
+                           text=True, timeout=120)
+        return r.returncode, r.stderr
+
+    def test_graph_and_make_docs_refuse_in_one_line(self):
+        """Bugs: graph.py writing into a folder that is not there or onto a folder (tracebacks); make_docs.py
+        on any file but microgpt.py (ModuleNotFoundError or SyntaxError), or over a user's own file."""
+        mine = write_file(self.tmp, "mine.html", "my notes\n")
+        text = write_file(self.tmp, "notes.txt", "not python (\n")
+        cases = [("graph.py", [os.path.join(self.tmp, "nope", "g.dot")], "graph: error: ", "does not exist"),
+                 ("graph.py", [self.tmp], "graph: error: ", "is a folder"),
+                 ("graph.py", [mine], "graph: error: ", "is not a graph this script wrote"),
+                 ("make_docs.py", [text, os.path.join(self.tmp, "p.html")], "make_docs: error: ", "is not Python"),
+                 ("make_docs.py", [os.path.join(ROOT, "traps.py"), os.path.join(self.tmp, "p.html")],
+                  "make_docs: error: ", "is not microgpt.py"),
+                 ("make_docs.py", [os.path.join(self.tmp, "none.py")], "make_docs: error: ", "cannot read"),
+                 ("make_docs.py", [SCRIPT, mine], "make_docs: error: ", "is not a reading page this script wrote")]
+        for name, argv, starts, says in cases:
+            with self.subTest(tool=name, argv=argv):
+                status, err = self.tool(name, *argv)
+                self.assertEqual(status, 2, err)
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+                self.assertTrue(err.startswith(starts), err)
+                self.assertIn(says, err)
+        with open(mine) as f:
+            self.assertEqual(f.read(), "my notes\n")
+        status, err = self.tool("make_docs.py", SCRIPT, os.path.join(self.tmp, "p.html"))    # a copy's page, then
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(self.tool("make_docs.py", SCRIPT, os.path.join(self.tmp, "p.html")), (0, ""))  # over it
+
+
 class TestPlot(InsideCase):
     def test_reads_a_real_log(self):
         log = os.path.join(self.tmp, "run.csv")
@@ -428,6 +465,33 @@ class TestPlot(InsideCase):
                     self.assertEqual(plot.main(["plot.py", path]), 2)
                 self.assertEqual(len(err.getvalue().strip().splitlines()), 1)
                 self.assertIn(says, err.getvalue())
+
+    def test_a_cut_last_row_and_outputs_it_must_not_write(self):
+        """Bugs: a log whose last row a full disk cut short failing with a TypeError traceback; the picture
+        written into a folder that is not there (a traceback), through a link planted at its name, or over a
+        user's own file at its name without a word."""
+        log = os.path.join(self.tmp, "run.csv")
+        self.ok("--steps", 12, "--eval-every", 100, "--samples", 0, "--log", log)
+        with open(log) as f:
+            text = f.read()
+        cut = write_file(self.tmp, "cut.csv", text[:text.rindex(",", 0, len(text) - 40)])    # mid-row, mid-column
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            run = plot.read_log(cut)
+        self.assertEqual((run["step"], run["val"]), (list(range(1, 13)), []))   # the last row, the evaluation, cut
+        self.assertIn("its last row is cut short", err.getvalue())
+        mine = write_file(self.tmp, "mine.png", "my own picture\n")
+        ours = write_file(self.tmp, "ours.png", b"\x89PNG..." + plot.MARK.encode())
+        link = os.path.join(self.tmp, "link.png")
+        os.symlink(mine, link)
+        for out, says in ((os.path.join(self.tmp, "nope", "x.png"), "does not exist"),
+                          (self.tmp, "is a folder"), (mine, "is not a picture this script drew"),
+                          (log, "a log it reads")):
+            with self.subTest(out=out):
+                with self.assertRaisesRegex(plot.LogError, says):
+                    plot.check_output(out, [log])
+        for out in (ours, link, os.path.join(self.tmp, "new.png")):       # (a link is replaced, never followed)
+            plot.check_output(out, [log])
 
     def test_draws_a_png_of_one_run_or_of_several(self):
         """Bug: the second log of `make plot LOG="a.csv b.csv"` read over the first (one run drawn twice)."""

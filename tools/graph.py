@@ -42,8 +42,29 @@ def render(dot_path, fmt="svg"):
     return out
 
 
+def refused(out):
+    """Why the graph may not be written to `out` (one line), or None: a folder that does not exist, a folder,
+    a link, or a file that is not a graph this script wrote (never a user's own)."""
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        return f"{out}: folder {folder} does not exist"
+    if os.path.isdir(out):
+        return f"{out} is a folder; give a file name"
+    if os.path.islink(out):
+        return f"{out} is a link; give the graph's own file name"
+    if os.path.exists(out):
+        with open(out, "rb") as f:
+            if not f.read(64).startswith(b"digraph microgpt"):
+                return f"{out} is there and is not a graph this script wrote; remove it or give another name"
+    return None
+
+
 def main(argv):
     out = argv[1] if len(argv) > 1 else os.path.join(HERE, "docs", "graph.dot")
+    why = refused(out)
+    if why:
+        print(f"graph: error: {why}", file=sys.stderr)
+        return 2
     with open(out, "w", encoding="utf-8") as f:
         f.write(tiny_graph())
     picture = render(out)

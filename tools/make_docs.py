@@ -492,18 +492,56 @@ interface through which it drives the model.</p>
 """
 
 
+NEEDED = ("Value", "Tape", "GPT", "Adam", "Tokenizer", "document_losses", "train", "sample", "load_docs", "DEFAULTS")
+
+
+def source_module(source):
+    """The module of `source`, a microgpt.py (the project's or a copy), loaded as microgpt. Raises ValueError,
+    with the line to say, if it is missing, not Python, or not microgpt.py (it lacks what the page measures)."""
+    try:
+        with open(source, encoding="utf-8") as f:
+            text = f.read()
+        tree = ast.parse(text)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {source}: {getattr(e, 'strerror', None) or e}; give microgpt.py")
+    except SyntaxError as e:
+        raise ValueError(f"{source} is not Python (line {e.lineno}); give microgpt.py")
+    defined = {getattr(node, "name", None) for node in tree.body} | {
+        target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets
+        if isinstance(target, ast.Name)}
+    missing = [name for name in NEEDED if name not in defined]
+    if missing:
+        raise ValueError(f"{source} is not microgpt.py: it defines no {', '.join(missing[:3])}; give microgpt.py")
+    spec = importlib.util.spec_from_file_location("microgpt", source)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["microgpt"] = module
+    spec.loader.exec_module(module)
+    return module, text
+
+
 def main(argv):
     source = argv[1] if len(argv) > 1 else os.path.join(HERE, "microgpt.py")
     output = argv[2] if len(argv) > 2 else os.path.join(HERE, "docs", "microgpt.html")
-    sys.path.insert(0, os.path.dirname(os.path.abspath(source)))
-    import microgpt
-    with open(source, encoding="utf-8") as f, open(os.path.join(HERE, "README.md"), encoding="utf-8") as g:
-        page = render(f.read(), g.read(), measure(microgpt), os.path.basename(source))
+    try:
+        microgpt, text = source_module(source)
+        if os.path.isdir(output):
+            raise ValueError(f"{output} is a folder; give the page's file name")
+        if os.path.exists(output):
+            with open(output, "rb") as f:
+                if b"a reading page</title>" not in f.read(2048):
+                    raise ValueError(f"{output} is there and is not a reading page this script wrote; remove it "
+                                     f"or give another name")
+    except ValueError as e:
+        print(f"make_docs: error: {e}", file=sys.stderr)
+        return 2
+    with open(os.path.join(HERE, "README.md"), encoding="utf-8") as g:
+        page = render(text, g.read(), measure(microgpt), os.path.basename(source))
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:
         f.write(page)
     print(f"wrote {output}")
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    sys.exit(main(sys.argv))

@@ -30,6 +30,8 @@ class LogError(Exception):
 
 
 def number(text, row, column):
+    if text is None:                                        # (csv's value for a column a short row lacks)
+        raise LogError(f"row {row} is cut short: it has no {column}")
     try:
         value = float(text)
     except ValueError:
@@ -50,6 +52,10 @@ def read_rows(path):
         raise LogError(f"cannot read {path} as CSV ({e})")
     if not rows or any(column not in rows[0] for column in NEEDED):
         raise LogError(f"{path} is not a microgpt log: it needs the columns {', '.join(NEEDED)}")
+    if None in rows[-1].values():                           # the last row cut short: a full disk, a killed run
+        print(f"plot: {path}: its last row is cut short (a full disk or a killed run leaves that); plotting the "
+              f"rows before it", file=sys.stderr)
+        rows = rows[:-1]
     return rows
 
 
@@ -155,8 +161,35 @@ def draw(runs, out):
     for ax in axes:
         ax.grid(True, alpha=0.3)
     fig.suptitle("microgpt: " + "; ".join(f"{name}, {len(run['step']):,} steps" for name, run in runs.items()))
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(out)}.tmp")
+    try:
+        fig.savefig(tmp, dpi=110, format="png", metadata={"Software": MARK})
+        os.replace(tmp, out)                                # (a link at out is replaced, never written through)
+    finally:
+        plt.close(fig)
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+MARK = "microgpt tools/plot.py"                    # in every picture this script writes: it replaces only those
+
+
+def check_output(out, logs):
+    """Raises LogError unless `out` is a picture this script may write: in a folder that exists, not a
+    folder, not a log it reads, and either new or a picture it wrote before (never a user's own file)."""
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise LogError(f"-o {out}: folder {folder} does not exist")
+    if os.path.isdir(out):
+        raise LogError(f"-o {out} is a folder; give a file name")
+    if any(os.path.exists(log) and os.path.samefile(out, log) for log in logs if os.path.exists(out)):
+        raise LogError(f"{out} is a log it reads; give another file name")
+    if os.path.lexists(out) and not os.path.islink(out):
+        with open(out, "rb") as f:
+            head = f.read(4096)
+        if head and MARK.encode() not in head:
+            raise LogError(f"{out} is there and is not a picture this script drew; remove it or give -o another "
+                           f"name")
 
 
 def output_path(paths):
@@ -183,6 +216,11 @@ def main(argv):
         print(f"plot: error: {e}", file=sys.stderr)
         return 2
     out = out or output_path(args)
+    try:
+        check_output(out, args)
+    except LogError as e:
+        print(f"plot: error: {e}", file=sys.stderr)
+        return 2
     draw(runs, out)
     print(f"wrote {out}")
     return 0
