@@ -16,7 +16,7 @@ import tempfile
 import unittest
 
 from support import (FEW_NAMES, FewNamesCase, ROOT, SCRIPT, TempDirTestCase, document_loss, gpt as make_gpt, inside,
-                     microgpt, replaced, run_main, split_of, workbench, write_file)
+                     microgpt, replaced, run_main, slow, split_of, workbench, write_file)
 import reference.atomic as ref  # (support puts the project on the path)
 import traps
 
@@ -399,6 +399,7 @@ class TestToolsSayOneLine(TempDirTestCase, unittest.TestCase):
                            text=True, timeout=120)
         return r.returncode, r.stderr
 
+    @slow
     def test_graph_and_make_docs_refuse_in_one_line(self):
         """Bugs: graph.py writing into a folder that is not there or onto a folder (tracebacks); make_docs.py
         on any file but microgpt.py (ModuleNotFoundError or SyntaxError), or over a user's own file."""

@@ -10,6 +10,7 @@ import random
 import re
 import subprocess
 import sys
+import tempfile
 import unittest
 from types import SimpleNamespace
 
@@ -210,6 +211,29 @@ class TestOverfitting(FewNamesCase, unittest.TestCase):
         self.assertEqual(status, 0, err)
         self.assertIn(f"loaded {os.path.join(self.tmp, 'm.best.json')} at step {best_step}", out)
 
+    def test_the_best_model_always_exists_where_the_output_says(self):
+        """Bugs: --resume m.best.json saving the last model over the best (then naming m.best.best.json, never
+        written: the best gone); --resume m.json --save other.json naming other.best.json for a best that came
+        before the resume and that this run never wrote."""
+        best = os.path.join(self.tmp, "m.best.json")
+        with open(best, "rb") as f:
+            before = f.read()
+        line = run_main("--resume", best, "--steps", 130)[2]
+        self.assertIn("is a run's best model: going on in it would replace it", line)
+        with open(best, "rb") as f:
+            self.assertEqual(f.read(), before)
+        other = os.path.join(self.tmp, "other.json")
+        status, out, err = run_main("--resume", self.path, "--save", other, "--steps", 125, "--eval-every", 5)
+        self.assertEqual(status, 0, err)
+        named = re.findall(r"(?:kept in|not kept)(?: (\S+?))?(?:,|:|$)", out, re.M)
+        step = workbench.load_checkpoint(best)["step"]
+        if os.path.exists(os.path.join(self.tmp, "other.best.json")):
+            self.fail("a new best came after the resume: this test needs a history whose best came before it")
+        self.assertIn(f"at step {step}, kept in {best}", out)                # where it is, not other.best.json
+        self.assertNotIn("other.best.json", out.split("the best model by validation loss is kept in")[-1]
+                         .split("\n", 1)[-1])
+        self.assertTrue(named)
+
     def test_a_healthy_run_says_nothing(self):
         """The check can stay quiet: the default names, a short run, no memorising."""
         out = run_main("--data", os.path.join(ROOT, "names.txt"), "--steps", 60, "--eval-every", 10, "--samples", 0,
@@ -223,7 +247,8 @@ class TestJudgedByHand(unittest.TestCase):
 
     def judge(self, rows):
         said = []
-        r = SimpleNamespace(metrics={"eval": []}, best_path=None, console=SimpleNamespace(line=said.append))
+        r = SimpleNamespace(metrics={"eval": []}, best_path=None, console=SimpleNamespace(line=said.append),
+                            args=SimpleNamespace(resume=None))
         judge = workbench.Judge(r)
         for step, train, val in rows:
             judge({"step": step, "train_loss": train, "val_loss": val})
@@ -254,11 +279,16 @@ class TestJudgedByHand(unittest.TestCase):
             with self.subTest(val=val):
                 rows = [{"step": 10, "train_loss": 2.0, "val_loss": 2.2}, {"step": 20, "train_loss": 1.9,
                                                                            "val_loss": val}]
-                r = SimpleNamespace(metrics={"eval": rows}, baselines=b, best_path="m.best.json")
-                lines = workbench.standing(r)
+                with tempfile.TemporaryDirectory() as tmp:
+                    best = os.path.join(tmp, "m.best.json")
+                    r = SimpleNamespace(metrics={"eval": rows}, baselines=b, best_path=best,
+                                        args=SimpleNamespace(resume=None))
+                    self.assertEqual(workbench.standing(r)[1:], ["  its best: val loss 2.2000 at step 10, not kept"])
+                    write_file(tmp, "m.best.json", '{"step": 10}')            # (the file says which step it holds)
+                    lines = workbench.standing(r)
                 self.assertEqual(lines[0], f"where it stands: val loss {val:.4f} at step 20 | bigram 2.5000 | "
                                            f"unigram 2.8000 | uniform 3.3000: {verdict}")
-                self.assertEqual(lines[1:], ["  its best: val loss 2.2000 at step 10, kept in m.best.json"])
+                self.assertEqual(lines[1:], [f"  its best: val loss 2.2000 at step 10, kept in {best}"])
 
 
 PTY_RUN = """

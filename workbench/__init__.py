@@ -72,7 +72,7 @@ ROOMS = {
         'check_together', 'check_value', 'kept', 'parse_args', 'resolve_settings', 'settings_of',
     ),
     "files": (
-        'Claim', 'EVAL_FIELDS', 'HIDDEN_CONTROLS', 'LOG_COLUMNS', 'MAX_BYTES', 'NOFOLLOW', 'TRAIN_FIELDS',
+        'Claim', 'EVAL_FIELDS', 'HIDDEN_CONTROLS', 'LOG_COLUMNS', 'MAX_BYTES', 'NOFOLLOW', 'TRAIN_FIELDS', 'best_path',
         'check_output', 'hidden', 'is_kind', 'leftover', 'printable', 'read_bytes', 'read_docs', 'read_text',
         'same_file', 'write_atomically',
     ),
@@ -87,11 +87,11 @@ ROOMS = {
     ),
     "watch": (
         'Clock', 'Console', 'CsvLog', 'GradcheckPrinter', 'Judge', 'RATIO_BARELY', 'RATIO_TOO_HIGH', 'SHADES', 'Stop',
-        'Watch', 'draw_curve', 'evaluation', 'fitted', 'loss_curve', 'perplexity_text', 'print_attention',
+        'Watch', 'draw_curve', 'evaluation', 'fitted', 'kept_best', 'loss_curve', 'perplexity_text', 'print_attention',
         'print_explanation', 'print_verdict', 'standing', 'stop_signals',
     ),
     "program": (
-        'Run', 'abandon_stdout', 'baselines', 'best_path', 'build', 'check_memory', 'checkpoint_notes', 'claim_outputs',
+        'Run', 'abandon_stdout', 'baselines', 'build', 'check_memory', 'checkpoint_notes', 'claim_outputs',
         'closed_pipe', 'ended', 'entry', 'exit_status', 'follow', 'interrupted', 'look_inside', 'main', 'prepare',
         'print_header', 'raise_stopped', 'read_inputs', 'resume_command', 'run', 'sample_run', 'say', 'train',
         'train_run', 'watched_training',

@@ -104,6 +104,14 @@ def hidden(path, suffix):
     return os.path.join(folder, f".{name}.{suffix}")
 
 
+def best_path(save):
+    """Where a run saving to `save` keeps its best model by validation loss: model.json -> model.best.json."""
+    if not save:
+        return None
+    root, extension = os.path.splitext(save)
+    return f"{root}.best{extension}"
+
+
 def write_atomically(path, text):
     """Write text to path through a temporary file beside it and a rename, so that a crash at any moment
     leaves either the old file or the new one, never half of one. The temporary file has one name per

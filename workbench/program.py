@@ -13,7 +13,7 @@ import microgpt
 from .common import DataError, OutputError, Stopped, counted, shown
 from .engine import MicrogptEngine, count_parameters
 from .settings import WRITTEN, kept, parse_args, resolve_settings
-from .files import Claim, check_output, hidden, read_docs, same_file, write_atomically
+from .files import Claim, best_path, check_output, hidden, read_docs, same_file, write_atomically
 from .checkpoint import MAX_WEIGHT, checkpoint_text, load_checkpoint
 from .workers import WorkerError, memory_available, workers_of
 from .watch import (Console, CsvLog, GradcheckPrinter, Stop, Watch, loss_curve, print_explanation, print_verdict,
@@ -109,7 +109,12 @@ class Run:
 
 def claim_outputs(args, settings):
     """Check --save and --log (check_output: what each may replace) and claim them (Claim). Returns the
-    claims. --resume's checkpoint may be saved over, by the run it holds; nothing else the run reads."""
+    claims. --resume's checkpoint may be saved over, by the run it holds; nothing else the run reads, nor a
+    run's best model (resumed without --save, it would be saved over by the models after it)."""
+    root = os.path.splitext(args.resume or "")[0]
+    if args.resume and not args.save and os.path.splitext(root)[1] == ".best":
+        raise DataError(f"--resume {shown(args.resume)} is a run's best model: going on in it would replace it with "
+                        f"the models after it; give --save PATH for the resumed run (the best stays where it is)")
     ours = [module for name, module in list(sys.modules.items()) if name.split(".")[0] in ("microgpt", "workbench")]
     program = {getattr(module, "__file__", None) or "" for module in ours} | {sys.argv[0]}
     inputs = {path: "a file of this program" for path in program if path and os.path.isfile(path)}
@@ -185,14 +190,6 @@ def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, clai
                baselines=baselines(tokenizer, train_docs, eval_docs, settings["block_size"]) if (
                    training and eval_docs) else None,
                best_path=best_path(settings["save"]) if val_docs else None)
-
-
-def best_path(save):
-    """Where a run saving to `save` keeps its best model by validation loss: model.json -> model.best.json."""
-    if not save:
-        return None
-    root, extension = os.path.splitext(save)
-    return f"{root}.best{extension}"
 
 
 def baselines(tokenizer, train_docs, docs, block_size):

@@ -2,6 +2,7 @@
 the clock, the CSV log, signals, evaluations, the overfitting judge, the loss curve); and printing what
 looking inside a model found (the numbers: inside.py)."""
 import csv
+import json
 import math
 import os
 import random
@@ -13,7 +14,7 @@ import time
 import microgpt
 from .common import OutputError, counted, flat, format_seconds, shown
 from .engine import perplexity, update_ratio
-from .files import LOG_COLUMNS, NOFOLLOW, TRAIN_FIELDS
+from .files import LOG_COLUMNS, NOFOLLOW, TRAIN_FIELDS, best_path
 from .workers import WorkerError
 
 
@@ -273,8 +274,10 @@ class Judge:
         if self.said or self.rises < 2 or best is None or row["train_loss"] >= best["train_loss"]:
             return
         self.said = True
-        kept = (f"the best model is kept in {shown(run.best_path)}: --load it to sample from it" if run.best_path else
-                "give --save PATH to keep the best model of a run")
+        where = kept_best(run, best["step"])
+        kept = (f"the best model is kept in {shown(where)}: --load it to sample from it" if where else
+                "give --save PATH to keep the best model of a run" if not run.best_path else
+                "the model of that step was not kept")
         run.console.line(f"overfitting: since step {best['step']} the validation loss has risen from its best, "
                          f"{best['val_loss']:.4f}, to {row['val_loss']:.4f}, while the training loss fell from "
                          f"{best['train_loss']:.4f} to {row['train_loss']:.4f}: the model is memorising its "
@@ -331,9 +334,27 @@ def standing(run):
              f"unigram {b['unigram']:.4f} | uniform {b['uniform']:.4f}: {verdict}"]
     best = min(evals, key=lambda row: row["val_loss"])
     if best is not last:
+        where = kept_best(run, best["step"])
         lines.append(f"  its best: val loss {best['val_loss']:.4f} at step {best['step']}" +
-                     (f", kept in {shown(run.best_path)}" if run.best_path else ""))
+                     (f", kept in {shown(where)}" if where else ", not kept" if run.best_path else ""))
     return lines
+
+
+def kept_best(run, step):
+    """The checkpoint that holds the run's model of `step` (its best), or None: the best file this run writes,
+    or, for a resumed run whose best came before it, the best file of the run it resumes (or the file itself).
+    A file says which step it holds; a name alone is never taken for it."""
+    candidates = [run.best_path]
+    if run.args.resume:
+        candidates += [best_path(run.args.resume), run.args.resume]
+    for path in candidates:
+        try:
+            with open(path, encoding="utf-8") as f:
+                if path and json.load(f).get("step") == step:
+                    return path
+        except (OSError, TypeError, ValueError, AttributeError, RecursionError):
+            continue
+    return None
 
 
 def loss_curve(metrics, baselines=None, width=64, height=10):
