@@ -21,9 +21,9 @@ import random
 import sys
 
 import microgpt
-from inside import update_ratio
 from microgpt import Adam, Tape, cross_entropy, grad_norm, lr_schedule, total
 from workbench import ArgumentParser, DataError, entry, read_docs, shown
+from workbench.engine import update_ratio
 
 
 # ---- the training loop, with every trap in it

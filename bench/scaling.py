@@ -2,7 +2,7 @@
 processes, side by side in one run; the per-step cost of sending the weights and the gradients between
 processes, measured; and from them a projection for 8 and 16 cores.
 
-The default model (n_embd 16, 4 heads, 1 layer, block 8) on names.txt, through workbench.Workers exactly as
+The default model (n_embd 16, 4 heads, 1 layer, block 16) on names.txt, through workbench.Workers exactly as
 a run uses it. The counts take turns, a few steps or one evaluation each, so that a noisy neighbour slows
 both alike; figures are medians. The two engines start from the same weights and so train identically.
 
@@ -140,7 +140,7 @@ def main():
 
 
 def tokens_per_doc(docs):
-    """The mean number of predicted tokens of a training document at block_size 8."""
+    """The mean number of predicted tokens of a training document at the default block_size."""
     return statistics.mean(min(microgpt.DEFAULTS["block_size"], len(d) + 1) for d in docs[:5000])
 
 

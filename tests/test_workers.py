@@ -172,6 +172,25 @@ class TestTheSameNumbers(WorkersCase):
         self.assertNotIn("workers", resumed["settings"])
 
 
+class TestTheEngineAWorkerImports(unittest.TestCase):
+    def test_a_worker_imports_an_engine_from_the_folder_its_package_is_in(self):
+        """Bugs: an engine of a package (mypkg.eng) looked for in the project's folder only (ModuleNotFoundError,
+        exit 70, where the engine ran fine in one process); a program's own engine (__main__) sent by that name."""
+        self.assertEqual(workbench.import_root("mypkg.eng", "/x/y/mypkg/eng.py"), ("mypkg.eng", "/x/y"))
+        self.assertEqual(workbench.import_root("a.b.c", "/x/a/b/c.py"), ("a.b.c", "/x"))
+        self.assertEqual(workbench.import_root("workbench.engine", "/p/workbench/engine.py"),
+                         ("workbench.engine", "/p"))
+        self.assertEqual(workbench.import_root("__main__", "/q/microgpt_torch.py"), ("microgpt_torch", "/q"))
+
+    def test_closed_workers_refuse_to_share(self):
+        """Bug: a closed Workers computing the first share only and dropping the others without a word."""
+        r = SimpleNamespace(engine=None, settings={"block_size": 16})
+        workers = workbench.Workers(2, r)
+        workers.close()
+        with self.assertRaisesRegex(workbench.WorkerError, "were closed"):
+            workers.spread("nlls", [[1, 2, 1], [1, 3, 1]])
+
+
 class TestWhenAWorkerFails(WorkersCase):
     def test_a_worker_answer_of_the_wrong_shape_ends_in_one_line_and_the_run_saved(self):
         """Bug: a worker's answer taken as it came (a third loss for a share of two documents, a gradient of

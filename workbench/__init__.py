@@ -82,7 +82,7 @@ ROOMS = {
         'validate_checkpoint',
     ),
     "workers": (
-        'WORKER', 'WorkerError', 'Workers', 'cores', 'exit_description', 'memory_available', 'packed',
+        'WORKER', 'WorkerError', 'Workers', 'cores', 'exit_description', 'import_root', 'memory_available', 'packed',
         'physical_memory', 'read_message', 'shared_out', 'unpacked', 'worker_main', 'workers_of', 'write_message',
     ),
     "watch": (

@@ -1,5 +1,5 @@
 """What every room of the workbench uses: the exceptions a run ends with (each an exit status, in
-program.checked), and the small helpers that say things (shown, counted, format_seconds) or flatten weights."""
+program.exit_status), and the small helpers that say things (shown, counted, format_seconds) or flatten weights."""
 import signal
 
 

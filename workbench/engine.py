@@ -67,10 +67,10 @@ class MicrogptEngine:
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            s = settings                        # the one place the workbench spells out microgpt.train's call
-            return microgpt.train(self.gpt, self.optimizer, self.tokenizer, docs, s["steps"], s["lr"],
-                                  s["warmup_steps"], s["min_lr"], s["batch_size"], s["grad_clip"], start_step, on_step,
-                                  gradient)
+            # the one place the workbench spells out microgpt.train's call
+            return microgpt.train(self.gpt, self.optimizer, self.tokenizer, docs, settings["steps"], settings["lr"],
+                                  settings["warmup_steps"], settings["min_lr"], settings["batch_size"],
+                                  settings["grad_clip"], start_step, on_step, gradient)
         finally:
             if was_enabled:
                 gc.enable()

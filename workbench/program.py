@@ -1,7 +1,6 @@
 """The run: inputs checked, the engine built, then training, looking inside or sampling; the command line's
 main(), and every way a run ends turned into an exit status and one line."""
 import importlib
-import importlib.util
 import math
 import os
 import random
@@ -158,14 +157,14 @@ def prepare(args, Engine, leader=True, log=print):
     check_memory(Engine, settings, tokenizer.vocab_size, training)
     claims = claim_outputs(args, settings) if training and leader else []
     try:
-        return build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims)
+        return build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims, leader)
     except BaseException:
         for claim in claims:
             claim.release()
         raise
 
 
-def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims):
+def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims, leader=True):
     """The run of prepare(): the documents shuffled by the seed and split, the engine built (or restored)."""
     rng = random.Random(settings["seed"])
     rng.shuffle(docs)                                       # the seed fixes the order and so the split
@@ -183,7 +182,7 @@ def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, clai
             metrics = {"train": metrics["train"],               # validation losses, blanked: not this text's
                        "eval": [dict(row, val_loss=None) for row in metrics["eval"]]}
     eval_docs = val_docs[:settings["eval_docs"]] if settings["eval_docs"] else val_docs
-    training = not args.load and args.explain is None and args.gradcheck is None
+    training = leader and not args.load and args.explain is None and args.gradcheck is None   # (baselines: printed)
     return Run(args=args, Engine=Engine, log=log, console=Console(log), checkpoint=checkpoint, settings=settings,
                docs=docs, train_docs=train_docs, val_docs=val_docs, eval_docs=eval_docs, tokenizer=tokenizer, rng=rng,
                engine=engine, step=step, metrics=metrics, data_sha256=sha256, claims=claims,

@@ -68,9 +68,9 @@ def worker_main():
     stdin, stdout = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # a stray print cannot break a message
     try:
-        (module, folder, name, settings, chars), _ = read_message(stdin)
-        if "." not in module:                   # a module of its own (microgpt_torch.py, a test's): found in its folder
-            sys.path.insert(1, folder)
+        (module, root, name, settings, chars), _ = read_message(stdin)
+        if root not in sys.path:                # the engine's own folder (microgpt_torch.py's, a package's, a test's)
+            sys.path.insert(1, root)
         engine = getattr(importlib.import_module(module), name)(settings, microgpt.Tokenizer(chars), random.Random(0))
         while True:
             (kind, batch, n_tokens), (weights,) = read_message(stdin)
@@ -86,6 +86,18 @@ def worker_main():
             write_message(stdout, answer, blobs)
     except (EOFError, OSError):                             # the run closed the pipe, or is gone
         return
+
+
+def import_root(name, path):
+    """(the name a worker imports an engine's module by, the folder it imports it from): for a module run as a
+    program (__main__), its file's name in its folder; for a module of a package (a.b.c), the folder above the
+    package, one folder up from the file's for each dot."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if name == "__main__":
+        return os.path.splitext(os.path.basename(path))[0], folder
+    for _ in range(name.count(".")):
+        folder = os.path.dirname(folder)
+    return name, folder
 
 
 def write_message(stream, message, blobs=()):
@@ -112,15 +124,13 @@ class Workers:
     killed."""
 
     def __init__(self, n, run, stop=None):
-        self.n, self.run, self.stop, self.processes, self.failure = n, run, stop, [], None
+        self.n, self.run, self.stop, self.processes, self.failure, self.closed = n, run, stop, [], None, False
 
     def start(self):
         run, here = self.run, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the project's folder
         Engine = run.Engine
-        path = os.path.abspath(sys.modules[Engine.__module__].__file__)
-        module = Engine.__module__ if Engine.__module__ != "__main__" else \
-            os.path.splitext(os.path.basename(path))[0]                     # (a program's own engine, by its name)
-        hello = (module, os.path.dirname(path), Engine.__qualname__,
+        module, root = import_root(Engine.__module__, sys.modules[Engine.__module__].__file__)
+        hello = (module, root, Engine.__qualname__,
                  {key: run.settings[key] for key in ("n_embd", "n_head", "n_layer", "block_size")}, run.tokenizer.chars)
         for _ in range(self.n - 1):
             errors = tempfile.TemporaryFile()              # what a worker says if it fails, for the message
@@ -164,6 +174,8 @@ class Workers:
     def spread(self, kind, batch, n_tokens=None):
         """Each document's part of `kind` ("gradients" or "nlls") for batch (lists of token ids), in order.
         Raises WorkerError if a worker died or failed."""
+        if self.closed:
+            raise WorkerError("the worker processes were closed: their share cannot be computed")
         engine, shares = self.run.engine, shared_out(batch, self.n, self.run.settings["block_size"])
         weights = packed(flat(engine.weights()))
         sent = [process for process, share in zip(self.processes, shares[1:]) if share]
@@ -202,6 +214,8 @@ class Workers:
         return list(zip(answer, grads)) if kind == "gradients" else answer
 
     def close(self):
+        """End every worker. spread() refuses afterwards (a closed Workers would compute the first share only)."""
+        self.closed = True
         for process in self.processes:
             for pipe in (process.stdin, process.stdout):
                 try:
