@@ -237,13 +237,12 @@ def total(xs):
     return Value(sum(x.data for x in xs), "sum", (xs, [1.0] * len(xs)))
 
 
-def linear(x, w, w_data=None):
+def linear(x, w, w_data):
     """Matrix-vector product: x (n_in Values), w (n_out rows of n_in Values) -> n_out Values.
     Output i is the dot product of row i and x, one node with two groups: the row with x's floats
     (d/dw_ij = x_j) and x with the row's floats (d/dx_j = w_ij), lists shared by every output.
-    w_data: w's floats, if the caller has read them already (GPT does, once per document)."""
+    w_data: w's rows as floats (GPT reads them once per document: GPT.__call__)."""
     x_data = [xi.data for xi in x]                          # n_in floats, shared by every row
-    w_data = w_data or [[p.data for p in row] for row in w]   # n_out rows of n_in floats
     return [Value(sum(map(operator.mul, row_data, x_data)), "linear", (row, x_data), (x, row_data))
             for row, row_data in zip(w, w_data)]            # one output per row: n_out in all
 

@@ -182,7 +182,7 @@ def check_output(out, logs):
         raise LogError(f"-o {out}: folder {folder} does not exist")
     if os.path.isdir(out):
         raise LogError(f"-o {out} is a folder; give a file name")
-    if any(os.path.exists(log) and os.path.samefile(out, log) for log in logs if os.path.exists(out)):
+    if os.path.exists(out) and any(os.path.exists(log) and os.path.samefile(out, log) for log in logs):
         raise LogError(f"{out} is a log it reads; give another file name")
     if os.path.lexists(out) and not os.path.islink(out):
         with open(out, "rb") as f:

@@ -157,15 +157,16 @@ def prepare(args, Engine, leader=True, log=print):
     check_memory(Engine, settings, tokenizer.vocab_size, training)
     claims = claim_outputs(args, settings) if training and leader else []
     try:
-        return build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims, leader)
+        return build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims, training and leader)
     except BaseException:
         for claim in claims:
             claim.release()
         raise
 
 
-def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims, leader=True):
-    """The run of prepare(): the documents shuffled by the seed and split, the engine built (or restored)."""
+def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims, counts_baselines=True):
+    """The run of prepare(): the documents shuffled by the seed and split, the engine built (or restored), and
+    the baselines counted if counts_baselines (a training run's first process: the one that prints them)."""
     rng = random.Random(settings["seed"])
     rng.shuffle(docs)                                       # the seed fixes the order and so the split
     train_docs, val_docs = microgpt.split_docs(docs, settings["val_fraction"])
@@ -182,12 +183,11 @@ def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, clai
             metrics = {"train": metrics["train"],               # validation losses, blanked: not this text's
                        "eval": [dict(row, val_loss=None) for row in metrics["eval"]]}
     eval_docs = val_docs[:settings["eval_docs"]] if settings["eval_docs"] else val_docs
-    training = leader and not args.load and args.explain is None and args.gradcheck is None   # (baselines: printed)
     return Run(args=args, Engine=Engine, log=log, console=Console(log), checkpoint=checkpoint, settings=settings,
                docs=docs, train_docs=train_docs, val_docs=val_docs, eval_docs=eval_docs, tokenizer=tokenizer, rng=rng,
                engine=engine, step=step, metrics=metrics, data_sha256=sha256, claims=claims,
                baselines=baselines(tokenizer, train_docs, eval_docs, settings["block_size"]) if (
-                   training and eval_docs) else None,
+                   counts_baselines and eval_docs) else None,
                best_path=best_path(settings["save"]) if val_docs else None)
 
 

@@ -371,9 +371,10 @@ def loss_curve(metrics, baselines=None, width=64, height=10):
     window = max(1, len(train) // 20)
     running, smoothed = 0.0, []
     for i, (step, loss) in enumerate(train):
-        running += loss - (train[i - window][1] if i >= window else 0.0)
         if huge:                                    # summed afresh, exactly: slower, and only for such a history
             running = math.fsum(x for _, x in train[max(0, i - window + 1):i + 1])
+        else:
+            running += loss - (train[i - window][1] if i >= window else 0.0)
         smoothed.append((step, running / min(i + 1, window)))
     first, last = train[0][0], train[-1][0]
     width = min(width, last - first + 1)

@@ -178,13 +178,12 @@ class Workers:
             raise WorkerError("the worker processes were closed: their share cannot be computed")
         engine, shares = self.run.engine, shared_out(batch, self.n, self.run.settings["block_size"])
         weights = packed(flat(engine.weights()))
-        sent = [process for process, share in zip(self.processes, shares[1:]) if share]
-        for process, share in zip(self.processes, shares[1:]):
-            if share:
-                self.send(process, (kind, share, n_tokens), [weights])
+        sent = [(process, share) for process, share in zip(self.processes, shares[1:]) if share]
+        for process, share in sent:
+            self.send(process, (kind, share, n_tokens), [weights])
         parts = engine.gradient_parts(shares[0], n_tokens) if kind == "gradients" else \
             engine.nll_parts(shares[0])
-        for process, share in zip(sent, [share for share in shares[1:] if share]):
+        for process, share in sent:
             try:
                 (status, answer), blobs = self.answer(process)
             except (EOFError, OSError, pickle.UnpicklingError, TypeError, ValueError):     # (not a message at all)
