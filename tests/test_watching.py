@@ -284,6 +284,8 @@ class TestJudgedByHand(unittest.TestCase):
                     r = SimpleNamespace(metrics={"eval": rows}, baselines=b, best_path=best,
                                         args=SimpleNamespace(resume=None))
                     self.assertEqual(workbench.standing(r)[1:], ["  its best: val loss 2.2000 at step 10, not kept"])
+                    write_file(tmp, "m.best.json", '{"step": 20}')            # a file there, of another step
+                    self.assertEqual(workbench.standing(r)[1:], ["  its best: val loss 2.2000 at step 10, not kept"])
                     write_file(tmp, "m.best.json", '{"step": 10}')            # (the file says which step it holds)
                     lines = workbench.standing(r)
                 self.assertEqual(lines[0], f"where it stands: val loss {val:.4f} at step 20 | bigram 2.5000 | "
