@@ -628,10 +628,9 @@ def split_docs(docs, val_fraction):
 
 
 def evaluate(gpt, tokenizer, docs):
-    """Mean negative log-likelihood per predicted token over `docs`, in nats, and the number of predicted
-    tokens. Held-out documents were never trained on, so this is the loss on names the model has not
-    seen: while it falls with the training loss the model is learning what names are like; when it levels
-    off or rises while the training loss keeps falling, the model has started memorising its training names."""
+    """Mean negative log-likelihood per predicted token over `docs` (nats), and the number of predicted tokens.
+    On held-out documents, never trained on: while it falls with the training loss the model is learning what
+    names are like; when it levels off or rises while the training loss falls, it has started memorising."""
     loss_sum, n_tokens = 0.0, 0
     with no_grad():                                         # no gradient needed, so no graph is built
         for doc in docs:

@@ -20,12 +20,21 @@ it mirrors. Needs PyTorch; microgpt.py itself never does.
 import math
 import os
 import re
+import signal
 import sys
 
 import microgpt
 import workbench
 from workbench import DataError, Setting
 
+# Ctrl-C in the seconds PyTorch takes to import is held until it is imported: interrupted inside an import,
+# Python's import machinery can end in another error (a RecursionError) and a traceback.
+held, holding = [], False
+try:
+    ctrl_c = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    holding = True
+except ValueError:                          # (not the main thread: signals are not ours to hold)
+    pass
 try:
     import torch
     import torch.distributed as dist
@@ -36,11 +45,16 @@ except ImportError:
               "(microgpt.py needs nothing)", file=sys.stderr)
         sys.exit(2)
     raise
-except KeyboardInterrupt:                   # Ctrl-C in the seconds PyTorch takes to import
-    if __name__ == "__main__":
-        print("microgpt_torch: interrupted", file=sys.stderr)
-        sys.exit(130)
-    raise
+except KeyboardInterrupt:                   # (raised by the import itself)
+    held.append(signal.SIGINT)
+finally:
+    if holding:
+        signal.signal(signal.SIGINT, signal.SIG_IGN if held and __name__ == "__main__" else ctrl_c)
+if held:
+    if __name__ != "__main__":
+        raise KeyboardInterrupt
+    print("microgpt_torch: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 IGNORE = -100                   # the target of a padding position: cross_entropy skips it
 

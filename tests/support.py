@@ -5,6 +5,7 @@ import io
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,8 +41,13 @@ def run_main(*argv, main=None):
     """`main` (workbench.main, the program of `python3 microgpt.py`, by default) in this process on argv ->
     (exit status, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = (main or workbench.main)([str(a) for a in argv])
+    handlers = {signum: signal.getsignal(signum) for signum in workbench.stop_signals()}
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = (main or workbench.main)([str(a) for a in argv])
+    finally:                    # (a run a signal ended leaves them ignored, as a process that is ending should)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     return status, out.getvalue(), err.getvalue()
 
 

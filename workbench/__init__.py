@@ -61,7 +61,7 @@ import importlib
 
 ROOMS = {
     "common": (
-        'DataError', 'OutputError', 'Stopped', 'counted', 'flat', 'format_seconds', 'shown',
+        'DataError', 'OutputError', 'Stopped', 'counted', 'flat', 'format_seconds', 'scored', 'shown',
     ),
     "engine": (
         'MicrogptEngine', 'count_parameters', 'perplexity', 'update_ratio',
@@ -88,13 +88,13 @@ ROOMS = {
     "watch": (
         'Clock', 'Console', 'CsvLog', 'GradcheckPrinter', 'Judge', 'RATIO_BARELY', 'RATIO_TOO_HIGH', 'SHADES', 'Stop',
         'Watch', 'draw_curve', 'evaluation', 'fitted', 'kept_best', 'loss_curve', 'perplexity_text', 'print_attention',
-        'print_explanation', 'print_verdict', 'standing', 'stop_signals',
+        'print_explanation', 'print_verdict', 'standing', 'stop_signals', 'validation_loss',
     ),
     "program": (
         'Run', 'abandon_stdout', 'baselines', 'build', 'check_memory', 'checkpoint_notes', 'claim_outputs',
-        'closed_pipe', 'ended', 'entry', 'exit_status', 'follow', 'interrupted', 'look_inside', 'main', 'prepare',
-        'print_header', 'raise_stopped', 'read_inputs', 'resume_command', 'run', 'sample_run', 'say', 'train',
-        'train_run', 'watched_training',
+        'closed_pipe', 'ended', 'ending', 'entry', 'exit_status', 'follow', 'interrupted', 'look_inside', 'main',
+        'prepare', 'print_header', 'read_inputs', 'resume_command', 'run', 'sample_run', 'say', 'train', 'train_run',
+        'watched_training',
     ),
 }
 _WHERE = {name: room for room, names in ROOMS.items() for name in names}

@@ -44,3 +44,10 @@ def flat(weights):
 def counted(n, one, many=None):
     """'1 step', '2 steps': a count and its noun (`one`; `many`, else one + 's'), agreed in number."""
     return f"{n:,} {one if n == 1 else many or one + 's'}"
+
+
+def scored(docs, block_size):
+    """Each document cut to the block_size characters a model of that block_size reads (with BOS before them,
+    they make the block_size + 1 tokens of its positions and targets: microgpt.n_predicted): the same numbers,
+    and a document of 200 MB is not encoded whole to be cut after."""
+    return [doc[:block_size] for doc in docs]

@@ -9,7 +9,7 @@ import signal
 import sys
 
 import microgpt
-from .common import DataError, OutputError, Stopped, counted, shown
+from .common import DataError, OutputError, Stopped, counted, scored, shown
 from .engine import MicrogptEngine, count_parameters
 from .settings import WRITTEN, kept, parse_args, resolve_settings
 from .files import Claim, best_path, check_output, hidden, read_docs, same_file, write_atomically
@@ -199,14 +199,14 @@ def baselines(tokenizer, train_docs, docs, block_size):
     (add-one, or Laplace, smoothing), so that no probability is 0."""
     V = tokenizer.vocab_size
     unigram, bigram = [1] * V, [[1] * V for _ in range(V)]          # add-one: every count starts at 1
-    for tokens in map(tokenizer.encode, train_docs):
+    for tokens in map(tokenizer.encode, scored(train_docs, block_size)):
         for t in range(microgpt.n_predicted(tokens, block_size)):
             unigram[tokens[t + 1]] += 1
             bigram[tokens[t]][tokens[t + 1]] += 1
     unigram_total, bigram_totals = sum(unigram), [sum(row) for row in bigram]
     surprise = {"unigram": 0.0, "bigram": 0.0}
     n = 0
-    for tokens in map(tokenizer.encode, docs):
+    for tokens in map(tokenizer.encode, scored(docs, block_size)):
         for t in range(microgpt.n_predicted(tokens, block_size)):
             current, target = tokens[t], tokens[t + 1]
             surprise["unigram"] -= math.log(unigram[target] / unigram_total)
@@ -279,7 +279,7 @@ def train_run(run):
         if failure is not None:
             raise ended(run, watch, failure)
         if stop.requested:
-            return interrupted(run, watch.step_done, stop.signum)
+            return interrupted(run, watch.step_done, stop.signum, watch.given_up)
         if settings["save"]:
             run.save(watch.step_done)             # first: nothing optional after it (summary, curve) can lose it
         if stop.requested:                      # (a signal during that save: it is done; stop now)
@@ -307,7 +307,10 @@ def watched_training(run, stop):
     try:
         if workers:
             workers.start()                     # now: they start up while the first steps train
-        train(run, watch.on_step, **shared)
+        if watch.due():                         # (a stop gave up the evaluation of the step resumed from)
+            watch.evaluate()
+        if not stop.requested:
+            train(run, watch.on_step, **shared)
     except (FloatingPointError, OSError, OutputError, WorkerError) as e:
         failure = e
     finally:
@@ -336,10 +339,13 @@ def ended(run, watch, failure):
     return OutputError(f"cannot write to the output ({failure.strerror}){saved}")
 
 
-def interrupted(run, step, signum):
-    """Save a run a signal stopped, say so (if the output still takes it) and return 128 + signum."""
+def interrupted(run, step, signum, given_up=None):
+    """Save a run a signal stopped, say so (if the output still takes it) and return 128 + signum. given_up:
+    the step whose evaluation the stop gave up, if it did (Watch.given_up)."""
     settings, name = run.settings, signal.Signals(signum).name
     where = f"interrupted at step {step}" if signum == signal.SIGINT else f"stopped by {name} at step {step}"
+    if given_up is not None:
+        where += f" (its evaluation given up{', done first when resumed' if settings['save'] else ''})"
     if settings["save"]:
         run.save(step)
         text = f"{where}: saved {shown(settings['save'])}; continue with {resume_command(settings)}"
@@ -394,7 +400,8 @@ def look_inside(run):
 def train(run, on_step, **shared):
     """The engine trains the run's training documents from the step the run is at to its last, calling
     on_step after each (watched_training's Watch, or follow's silence); `shared`: the engine's gradients=."""
-    return run.engine.train(run.train_docs, run.step, on_step, run.settings, **shared)
+    return run.engine.train(scored(run.train_docs, run.settings["block_size"]), run.step, on_step, run.settings,
+                            **shared)
 
 
 def follow(run):
@@ -452,8 +459,13 @@ def say(program, message):
         pass
 
 
-def raise_stopped(signum, frame):
-    raise Stopped(signum)
+def ending(signum, frame):
+    """The handler of a stop signal outside training: the run ends (KeyboardInterrupt for Ctrl-C, Stopped for
+    SIGTERM and SIGHUP), and every stop signal after this one is ignored, so that a second Ctrl-C cannot cut
+    short the line the run says or the files it lets go (it used to end in a traceback)."""
+    for other in stop_signals():
+        signal.signal(other, signal.SIG_IGN)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
 
 
 def main(argv=None, Engine=None, program="microgpt", leader=True, description=None):
@@ -469,19 +481,22 @@ def main(argv=None, Engine=None, program="microgpt", leader=True, description=No
 
 def entry(program, body):
     """body() -> its exit status, as a program ends: a character the terminal's encoding lacks shown escaped,
-    SIGTERM and SIGHUP raising Stopped (training turns them into a stop after the step), standard output
-    flushed where a failure is caught, and every way it can fail turned into a status and one line."""
+    the stop signals ending the run (`ending`; training turns them into a stop after the step), standard output
+    flushed where a failure is caught, and every way it can fail turned into a status and one line. The
+    handlers before are put back, unless a stop signal ended the run: then they stay ignored (the process is
+    ending; a signal let through now would be a traceback)."""
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     previous = {signum: signal.getsignal(signum) for signum in stop_signals()}
-    for signum in stop_signals()[1:]:
-        signal.signal(signum, raise_stopped)
+    for signum in stop_signals():
+        signal.signal(signum, ending)
     try:
         return exit_status(program, body)
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if signal.getsignal(signum) is not signal.SIG_IGN:     # (ignored: by ending, or by Stop after a stop)
+                signal.signal(signum, handler)
 
 
 def exit_status(program, body):

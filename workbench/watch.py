@@ -12,7 +12,7 @@ import sys
 import time
 
 import microgpt
-from .common import OutputError, counted, flat, format_seconds, shown
+from .common import OutputError, counted, flat, format_seconds, scored, shown
 from .engine import perplexity, update_ratio
 from .files import LOG_COLUMNS, NOFOLLOW, TRAIN_FIELDS, best_path
 from .workers import WorkerError
@@ -165,6 +165,13 @@ class Watch:
         self.weights_before = flat(run.engine.weights()) if log else None
         self.t_last = time.perf_counter()
         self.judge = Judge(run)
+        self.given_up = None                    # the step whose evaluation a stop gave up, if one did
+
+    def due(self):
+        """Whether the step the run is at should have been evaluated and was not: a stop gave its evaluation up
+        (evaluation), and the run resumed from it does it before its next step, as if never stopped."""
+        n, every = self.step_done, self.settings["eval_every"]
+        return bool(self.losses_since_eval) and n > 0 and (n % every == 0 or n == self.settings["steps"])
 
     def on_step(self, step, loss, lr, grad_norm, batch):
         self.step_done = step + 1
@@ -231,7 +238,10 @@ class Watch:
         if not self.losses_since_eval:
             return
         t0 = time.perf_counter()
-        row = evaluation(self.run, self.workers, self.step_done, self.losses_since_eval)
+        row = evaluation(self.run, self.workers, self.step_done, self.losses_since_eval, self.stop)
+        if row is None:                                     # given up for a stop: the resumed run does it first
+            self.given_up = self.step_done
+            return
         row["seconds"] = time.perf_counter() - t0
         self.clock.eval_seconds += row["seconds"]
         self.clock.evaluations += 1
@@ -284,21 +294,17 @@ class Judge:
                          f"training documents rather than learning what they have in common; {kept}")
 
 
-def evaluation(run, workers, step, train_losses):
+def evaluation(run, workers, step, train_losses, stop=None):
     """Print the evaluation at `step` and its samples, its documents shared among `workers` (or None); return
-    its metrics row (without seconds)."""
+    its metrics row (without seconds), or None if a stop (stop.requested) gave it up (validation_loss)."""
     settings, console = run.settings, run.console
     train_loss = sum(train_losses) / len(train_losses)
     text = f"eval {step:4d} | train loss {train_loss:.4f} (mean of {counted(len(train_losses), 'step')})"
     val_loss = None
     if run.eval_docs:
-        shared = {}
-        try:
-            if workers:                                                                   # (the same numbers)
-                shared = {"nlls": workers.spread("nlls", [run.tokenizer.encode(doc) for doc in run.eval_docs])}
-        except WorkerError as e:            # done here instead, as one process would; then the run stops
-            workers.failure = e
-        val_loss, _ = run.engine.evaluate(run.eval_docs, **shared)
+        val_loss = validation_loss(run, workers, stop)
+        if val_loss is None:
+            return None
         text += f" | val loss {val_loss:.4f} | val perplexity {perplexity_text(val_loss)}"
     rng = random.Random(f"{settings['seed']}:{step}")
     texts = [run.engine.sample(rng, settings["temperature"], settings["top_k"], settings["prefix"]) or "''"
@@ -307,6 +313,30 @@ def evaluation(run, workers, step, train_losses):
     if texts:
         console.line(f"  samples at step {step}: {', '.join(texts)}")
     return {"step": step, "train_loss": train_loss, "val_loss": val_loss}
+
+
+def validation_loss(run, workers, stop=None, per_process=8):
+    """The loss on run.eval_docs (the engine's evaluate), or None if a stop came first: the documents are
+    scored per_process a process at a time (shared among `workers`, if any) and a stop asked for between
+    two rounds gives the evaluation up, so that a long one (thousands of documents: minutes) never holds a
+    stop more than a round (a second or less). An engine without nll_parts evaluates in one go."""
+    engine = run.engine
+    if not hasattr(engine, "nll_parts"):
+        return engine.evaluate(run.eval_docs)[0]
+    tokens = [run.tokenizer.encode(doc) for doc in scored(run.eval_docs, run.settings["block_size"])]
+    parts, size = [], per_process * (workers.n if workers else 1)
+    for start in range(0, len(tokens), size):
+        if stop is not None and stop.requested:
+            return None
+        docs = tokens[start:start + size]
+        try:
+            if workers and not workers.failure:                                           # (the same numbers)
+                parts += workers.spread("nlls", docs)
+                continue
+        except WorkerError as e:            # done here instead, as one process would; then the run stops
+            workers.failure = e
+        parts += engine.nll_parts(docs)
+    return engine.evaluate(run.eval_docs, nlls=parts)[0]
 
 
 def perplexity_text(loss):
