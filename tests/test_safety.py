@@ -343,6 +343,51 @@ class TestAStopDuringAnEvaluation(SafetyCase):
         self.assertLess(took, 5.0)          # (the whole evaluation: 10 s and more; a round: milliseconds)
 
 
+class TestMemory(SafetyCase):
+    def test_a_data_file_too_big_for_the_memory_is_refused_before_it_is_read_into_documents(self):
+        """Bug: only the model's memory counted: a data file of 200 MB in one line ran 88 s to a 5 GB peak, and
+        under a memory limit ended in a MemoryError traceback. Counted here: 6 bytes a byte and 100 a line."""
+        data = write_file(self.tmp, "lines.txt", "ab\n" * 10000)                     # 30,000 bytes, 10,001 lines
+        need = 6 * 30000 + 100 * 10001
+        with replaced(workbench.files, "physical_memory", lambda: need - 1):
+            status, out, err = run_main("--data", data, "--steps", 1)
+        self.assertEqual((status, out), (2, ""))
+        self.assertEqual(err, f"microgpt: error: data file {data} (0 MB in 10,001 lines) needs about 0.0 GB of "
+                              f"memory to be made into documents; this process may use 0.0 GB; train on a part of it\n")
+        with replaced(workbench.files, "physical_memory", lambda: need):
+            self.assertEqual(len(workbench.read_docs(data)[0]), 10000)
+
+    @unittest.skipUnless(hasattr(os, "fork"), "a limit set in a child process")
+    def test_the_memory_a_process_may_use_is_its_limits(self):
+        """Bug: the machine's memory taken for what the process may use, under `ulimit -v` (or a container's
+        limit): the checks pass and the run ends in a MemoryError."""
+        import resource
+        code = "import sys; sys.path.insert(0, sys.argv[1]); import workbench; print(workbench.physical_memory())"
+        limit = 3 * 2 ** 30
+        r = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True, timeout=60,
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertEqual(int(r.stdout), min(limit, workbench.physical_memory()))
+
+    def test_out_of_memory_while_training_saves_the_last_good_state_in_one_line(self):
+        """Bugs: a MemoryError in training let through (a traceback, the run's steps lost); or caught only at the
+        end (one line, nothing saved)."""
+        path = os.path.join(self.tmp, "run.json")
+        original, steps = microgpt.train_step, []
+
+        def out_of_memory_at_step_3(*args):
+            steps.append(1)
+            if len(steps) == 3:
+                raise MemoryError
+            return original(*args)
+
+        with replaced(microgpt, "train_step", out_of_memory_at_step_3):
+            status, out, err = run_main("--data", self.data, *SMALL, "--steps", 10, "--save", path)
+        self.assertEqual((status, err), (2, f"microgpt: error: out of memory at step 3; saved the last good state "
+                                            f"(step 2) to {path}; choose a smaller model or batch\n"))
+        self.assertEqual(workbench.load_checkpoint(path)["step"], 2)
+
+
 class TestTheWorldFails(SafetyCase):
     def test_standard_output_on_a_full_device_is_one_line(self):
         """Bug: the OSError of a print let through: a traceback (or Python's own complaint at exit)."""

@@ -61,7 +61,8 @@ import importlib
 
 ROOMS = {
     "common": (
-        'DataError', 'OutputError', 'Stopped', 'counted', 'flat', 'format_seconds', 'scored', 'shown',
+        'DataError', 'OutputError', 'Stopped', 'counted', 'flat', 'format_seconds', 'physical_memory', 'scored',
+        'shown',
     ),
     "engine": (
         'MicrogptEngine', 'count_parameters', 'perplexity', 'update_ratio',
@@ -73,8 +74,8 @@ ROOMS = {
     ),
     "files": (
         'Claim', 'EVAL_FIELDS', 'HIDDEN_CONTROLS', 'LOG_COLUMNS', 'MAX_BYTES', 'NOFOLLOW', 'TRAIN_FIELDS', 'best_path',
-        'check_output', 'hidden', 'is_kind', 'leftover', 'printable', 'read_bytes', 'read_docs', 'read_text',
-        'same_file', 'write_atomically',
+        'check_output', 'data_memory', 'data_room', 'hidden', 'is_kind', 'leftover', 'printable', 'read_bytes',
+        'read_docs', 'read_text', 'same_file', 'write_atomically',
     ),
     "checkpoint": (
         'CHECKPOINT_FORMAT', 'Checked', 'Each', 'MAX_WEIGHT', 'Object', 'Row', 'SHA256', 'check_head', 'check_history',
@@ -83,7 +84,7 @@ ROOMS = {
     ),
     "workers": (
         'WORKER', 'WorkerError', 'Workers', 'cores', 'exit_description', 'import_root', 'memory_available', 'packed',
-        'physical_memory', 'read_message', 'shared_out', 'unpacked', 'worker_main', 'workers_of', 'write_message',
+        'read_message', 'shared_out', 'unpacked', 'worker_main', 'workers_of', 'write_message',
     ),
     "watch": (
         'Clock', 'Console', 'CsvLog', 'GradcheckPrinter', 'Judge', 'RATIO_BARELY', 'RATIO_TOO_HIGH', 'SHADES', 'Stop',

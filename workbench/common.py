@@ -1,5 +1,6 @@
 """What every room of the workbench uses: the exceptions a run ends with (each an exit status, in
 program.exit_status), and the small helpers that say things (shown, counted, format_seconds) or flatten weights."""
+import os
 import signal
 
 
@@ -51,3 +52,28 @@ def scored(docs, block_size):
     they make the block_size + 1 tokens of its positions and targets: microgpt.n_predicted): the same numbers,
     and a document of 200 MB is not encoded whole to be cut after."""
     return [doc[:block_size] for doc in docs]
+
+
+def physical_memory():
+    """Bytes of memory this process may use: the machine's, or less where a limit says so (the address space
+    of `ulimit -v`; a container's cgroup memory.max); None where the system says nothing."""
+    amounts = []
+    try:
+        amounts.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        import resource                             # (not on Windows)
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            amounts.append(soft)
+    except (ImportError, AttributeError, ValueError, OSError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit.isdigit():
+            amounts.append(int(limit))
+    except OSError:
+        pass
+    return min(amounts) if amounts else None

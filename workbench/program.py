@@ -311,8 +311,8 @@ def watched_training(run, stop):
             watch.evaluate()
         if not stop.requested:
             train(run, watch.on_step, **shared)
-    except (FloatingPointError, OSError, OutputError, WorkerError) as e:
-        failure = e
+    except (FloatingPointError, MemoryError, OSError, OutputError, WorkerError) as e:
+        failure = e.with_traceback(None)    # (its frames would hold the failed step's graph while the run saves)
     finally:
         if workers:
             workers.close()
@@ -330,6 +330,8 @@ def ended(run, watch, failure):
             saved = f"; saved the last good state (step {step}) to {shown(settings['save'])}"
         except (OutputError, DataError) as e:
             saved = f"; could not save the last good state either ({e})"
+    if isinstance(failure, MemoryError):
+        return DataError(f"out of memory at step {step + 1}{saved}; choose a smaller model or batch")
     if isinstance(failure, FloatingPointError):
         return DataError(f"training stopped at step {step + 1}: {failure}{saved}; try a lower --lr or --grad-clip")
     if isinstance(failure, BrokenPipeError):
@@ -511,6 +513,9 @@ def exit_status(program, body):
         return status
     except DataError as e:
         say(program, f"error: {e}")
+        return 2
+    except MemoryError:                                     # (before training, or after it: nothing to save)
+        say(program, "error: out of memory; choose a smaller model, batch or data file")
         return 2
     except BrokenPipeError:
         return closed_pipe()

@@ -16,15 +16,7 @@ import threading
 import time
 
 import microgpt
-from .common import flat, shown
-
-
-def physical_memory():
-    """Bytes of memory this machine has, or None where the system does not say."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
+from .common import flat, physical_memory, shown
 
 
 def memory_available(Engine, settings):
