@@ -47,7 +47,8 @@ def run_main(*argv, main=None):
             status = (main or workbench.main)([str(a) for a in argv])
     finally:                    # (a run a signal ended leaves them ignored, as a process that is ending should)
         for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                signal.signal(signum, handler)
     return status, out.getvalue(), err.getvalue()
 
 

@@ -121,6 +121,8 @@ class TestOutputsNeverClobber(SafetyCase):
         notes = write_file(self.tmp, "notes.txt", "my notes\n")
         self.refused("--save", notes, says="is a file that is not a microgpt checkpoint", untouched=[notes])
         self.refused("--log", notes, says="is a file that is not a microgpt log", untouched=[notes])
+        config = write_file(self.tmp, "config.json", '{"lr": 0.01, "format": "my settings"}')      # JSON, not ours
+        self.refused("--save", config, says="is a file that is not a microgpt checkpoint", untouched=[config])
         old = self.checkpoint("old.json")
         empty = write_file(self.tmp, "empty.json", "")
         log = os.path.join(self.tmp, "run.csv")
@@ -236,6 +238,22 @@ class TestASecondSignal(SafetyCase):
         finally:
             for s, handler in before.items():
                 signal.signal(s, handler)
+
+    def test_ctrl_c_during_the_final_samples_stops_the_run(self):
+        """Bug: the handlers training replaced not put back after it (Stop): Ctrl-C during the final samples only
+        asks a training that is over to stop, and the samples go on."""
+        original, drawn = workbench.MicrogptEngine.sample, []
+
+        def ctrl_c_at_the_first(engine, *args):
+            drawn.append(1)
+            if len(drawn) == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+            return original(engine, *args)
+
+        with replaced(workbench.MicrogptEngine, "sample", ctrl_c_at_the_first):
+            status, out, err = run_main("--data", self.data, *SMALL, "--steps", 2, "--eval-samples", 0, "--samples", 5)
+        self.assertEqual((status, err, len(drawn)), (130, "microgpt: interrupted\n", 1))
+        self.assertNotIn("sample  1", out)
 
     def twice(self, argv, after, wait=0.0, script=SCRIPT):
         """Run script with argv, wait for a line starting with `after` (and `wait` seconds more), send Ctrl-C
@@ -627,6 +645,31 @@ class TestTheSecondRound(SafetyCase):
                 self.fails("--steps", 2, "--samples", 0, "--save", os.path.join(self.tmp, name), says=says)
         self.assertEqual(read(precious), b"irreplaceable\n")
         self.assertEqual(read(os.path.join(self.tmp, ".t.json.tmp")), b"my notes\n")
+
+    def test_a_lock_file_of_several_links_is_refused_even_if_it_holds_a_process_number(self):
+        """Bug: only what the lock file holds looked at: a hard link planted at .NAME.lock to a file that holds
+        a number (a count, a year) is taken for a stale lock and truncated, the file it links to cut."""
+        counter = write_file(self.tmp, "counter.txt", "4242\n")
+        os.link(counter, os.path.join(self.tmp, ".c.json.lock"))
+        self.fails("--steps", 2, "--samples", 0, "--save", os.path.join(self.tmp, "c.json"),
+                   says="is there and is not a lock of microgpt's")
+        self.assertEqual(read(counter), b"4242\n")
+
+    def test_the_log_is_never_written_through_a_link_planted_after_the_check(self):
+        """Bug: the log opened following links (no O_NOFOLLOW): a link planted at its name between the start-up
+        check and the first row (here: while the baselines are counted) has the log written over its target."""
+        log, precious = os.path.join(self.tmp, "run.csv"), write_file(self.tmp, "precious.txt", "irreplaceable\n")
+        original = workbench.program.baselines
+
+        def link_planted(*args):
+            os.symlink(precious, log)
+            return original(*args)
+
+        with replaced(workbench.program, "baselines", link_planted):
+            status, out, err = run_main("--data", self.data, *SMALL, "--steps", 2, "--samples", 0, "--log", log)
+        self.assertEqual(status, 74)
+        self.assertRegex(err, rf"^microgpt: error: cannot write the log {re.escape(log)}: .*\n$")
+        self.assertEqual(read(precious), b"irreplaceable\n")
 
     def test_a_killed_saves_leftover_of_any_length_is_taken_for_one(self):
         """Bug: the leftover check reading 32 bytes against a 31-byte start, so a killed save's .NAME.tmp of 32

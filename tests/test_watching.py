@@ -383,6 +383,23 @@ class TestOnATerminal(FewNamesCase, unittest.TestCase):
                          ["step    5 /   12", "step   10 /   12", "step   12 /   12"])
 
 
+class TestTheStatusLine(unittest.TestCase):
+    def test_its_loss_is_the_mean_of_exactly_the_steps_it_names_from_the_first(self):
+        """Bugs: the mean over 21 steps labelled 20; divided by 20 before there are 20 (step 1 shows a twentieth
+        of its loss); the step's own loss shown as the mean."""
+        losses = [(i * i % 17) / 7 + 1 for i in range(1, 41)]
+        watch, seen = object.__new__(workbench.Watch), []
+        watch.settings, watch.print_every, watch.time_left = {"steps": 40}, None, lambda: 1.0
+        for n in range(1, 41):
+            rows = [{"loss": x, "tokens_per_sec": 100.0} for x in losses[:n]]
+            watch.run = SimpleNamespace(metrics={"train": rows}, console=SimpleNamespace(status=seen.append))
+            watch.step_done = n
+            watch.show(losses[n - 1], 0.01)
+            named = min(n, 20)
+            self.assertEqual(seen[-1][1:3], [(f"loss {sum(losses[n - named:n]) / named:.4f}", 0),
+                                             (f"(mean of {named} step{'s' if named > 1 else ''})", 4)])
+
+
 class TestTimeLeft(WatchCase):
     def test_it_counts_the_evaluations_to_come(self):
         """Bug: time left from the training steps alone (at step 550 of a 5,000-step run: 84 s said, 125 s

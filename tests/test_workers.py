@@ -1,6 +1,7 @@
 """Worker processes (--workers): a batch's documents and an evaluation's shared among processes, with the
 same numbers whatever their count, and no process left behind however a run ends."""
 import ctypes
+import io
 import json
 import math
 import os
@@ -122,6 +123,13 @@ class TestShares(unittest.TestCase):
         docs = [[i] * 5 for i in range(9)]                   # nine alike: three each, in their order
         self.assertEqual(workbench.shared_out(docs, 3, 8), [docs[0:3], docs[3:6], docs[6:9]])
 
+    def test_a_documents_work_is_capped_at_block_size(self):
+        """Bug: a document's work taken as its length, not the positions it is scored on (at block_size 2, a
+        10-token name is scored on 2, like a 3-token one): its share is cut as if it were nine times the work."""
+        long, short = [0] * 10, [0, 1]
+        # work 2, 1, 1, 1 (5 in all); half is 2.5: the first short document's middle (2.5) is not past it
+        self.assertEqual(workbench.shared_out([long, short, short, short], 2, 2), [[long, short], [short, short]])
+
     def test_a_document_each_while_there_are_enough(self):
         """Bugs: an empty share while another holds two documents; documents lost or repeated."""
         a, b, c = [0] * 10, [0, 1], [0, 1]
@@ -189,6 +197,48 @@ class TestTheEngineAWorkerImports(unittest.TestCase):
         workers.close()
         with self.assertRaisesRegex(workbench.WorkerError, "were closed"):
             workers.spread("nlls", [[1, 2, 1], [1, 3, 1]])
+
+
+class TestAnAnswerCutShort(unittest.TestCase):
+    def test_a_worker_stopped_inside_its_answer_cannot_hold_a_stop(self):
+        """Bug: once the first bytes of an answer came, the rest was read blocking (pickle.load): a worker
+        stopped inside its answer (SIGSTOP, a debugger) held the run for ever, deaf to the stop. Here the
+        worker's pipe holds the first half of an answer and stays open."""
+        import threading
+        r, w = os.pipe()
+        message = io.BytesIO()
+        workbench.workers.write_message(message, ("done", [0.5]), [b"\0" * 64])
+        os.write(w, message.getvalue()[:20])
+        process = SimpleNamespace(stdout=os.fdopen(r, "rb"), pid=12345)
+        self.addCleanup(process.stdout.close)
+        self.addCleanup(os.close, w)
+        workers = workbench.Workers(2, None, SimpleNamespace(requested=True))
+        workers.GRACE = 0.3
+        ended = []
+
+        def answer():
+            try:
+                workers.answer(process)
+            except workbench.WorkerError as e:
+                ended.append(str(e))
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        thread.join(10)
+        self.assertEqual(ended, ["worker process 12345 did not answer within 0.3 s of the stop"])
+
+    def test_a_whole_answer_is_read_back_as_it_was_written(self):
+        """Bug: the head's length or a blob misread (the answer of another share, or a gradient cut short)."""
+        r, w = os.pipe()
+        message = io.BytesIO()
+        workbench.workers.write_message(message, ("done", [0.5, 0.25]), [b"\1" * 16, b"\2" * 8])
+        os.write(w, message.getvalue() + b"next")
+        os.close(w)
+        process = SimpleNamespace(stdout=os.fdopen(r, "rb"), pid=1)
+        self.addCleanup(process.stdout.close)
+        workers = workbench.Workers(2, None, None)
+        self.assertEqual(workers.answer(process), (("done", [0.5, 0.25]), [b"\1" * 16, b"\2" * 8]))
+        self.assertEqual(os.read(r, 10), b"next")                 # not one byte past its answer
 
 
 class TestWhenAWorkerFails(WorkersCase):

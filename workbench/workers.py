@@ -9,6 +9,7 @@ import pickle
 import random
 import select
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -60,12 +61,12 @@ def worker_main():
     stdin, stdout = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # a stray print cannot break a message
     try:
-        (module, root, name, settings, chars), _ = read_message(stdin)
+        (module, root, name, settings, chars), _ = read_message(stdin.read)
         if root not in sys.path:                # the engine's own folder (microgpt_torch.py's, a package's, a test's)
             sys.path.insert(1, root)
         engine = getattr(importlib.import_module(module), name)(settings, microgpt.Tokenizer(chars), random.Random(0))
         while True:
-            (kind, batch, n_tokens), (weights,) = read_message(stdin)
+            (kind, batch, n_tokens), (weights,) = read_message(stdin.read)
             try:
                 engine.set_weights(unpacked(weights))
                 if kind == "gradients":
@@ -93,20 +94,25 @@ def import_root(name, path):
 
 
 def write_message(stream, message, blobs=()):
-    """A message: `message` pickled, with the lengths of `blobs` (bytes), which follow it as they are."""
-    pickle.dump((message, [len(blob) for blob in blobs]), stream, pickle.HIGHEST_PROTOCOL)
+    """A message: the length of its head (8 bytes, little-endian), the head (`message` pickled, with the
+    lengths of `blobs`), then the blobs (bytes) as they are: a reader knows how much is still to come."""
+    head = pickle.dumps((message, [len(blob) for blob in blobs]), pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("<Q", len(head)) + head)
     for blob in blobs:
         stream.write(blob)
     stream.flush()
 
 
-def read_message(stream):
-    """(message, blobs) that write_message() wrote. Raises EOFError if the stream ends first."""
-    message, lengths = pickle.load(stream)
-    blobs = [stream.read(n) for n in lengths]
-    if any(len(blob) != n for blob, n in zip(blobs, lengths)):
-        raise EOFError("the stream ended inside a message")
-    return message, blobs
+def read_message(read):
+    """(message, blobs) that write_message() wrote, `read(n)` giving the next n bytes (fewer where the stream
+    ends). Raises EOFError if the stream ends inside a message or before it."""
+    def exactly(n):
+        data = read(n)
+        if len(data) != n:
+            raise EOFError("the stream ended inside a message")
+        return data
+    message, lengths = pickle.loads(exactly(struct.unpack("<Q", exactly(8))[0]))
+    return message, [exactly(n) for n in lengths]
 
 
 class Workers:
@@ -152,16 +158,30 @@ class Workers:
         said = process.errors.read().decode("utf-8", "replace").strip().splitlines()
         return WorkerError(f"worker process {process.pid} {how}" + (f": {shown(said[-1])}" if said else ""))
 
+    GRACE = 10                      # seconds a worker has to answer once a stop is asked for
+
     def answer(self, process):
-        """A worker's answer, waited for; if a stop was asked for (Ctrl-C, SIGTERM) and the worker has not
-        answered 10 seconds later (stopped, or stuck), WorkerError."""
-        asked = None
-        while not select.select([process.stdout], [], [], 0.25)[0]:
-            if self.stop is not None and self.stop.requested:
-                asked = asked or time.monotonic()
-                if time.monotonic() - asked > 10:
-                    raise WorkerError(f"worker process {process.pid} did not answer within 10 s of the stop")
-        return read_message(process.stdout)
+        """A worker's answer, read as it comes; if a stop was asked for (Ctrl-C, SIGTERM) and the worker has
+        sent nothing for GRACE seconds since (stopped, or stuck: before its answer or inside it), WorkerError."""
+        fd, since = process.stdout.fileno(), [None]
+
+        def read(n):                                # (the pipe's own bytes: its buffered reader is never used)
+            chunks, left = [], n
+            while left:
+                if select.select([fd], [], [], 0.25)[0]:
+                    chunk = os.read(fd, min(left, 1 << 20))
+                    if not chunk:
+                        break                       # its end: read_message says so
+                    chunks.append(chunk)
+                    left -= len(chunk)
+                    since[0] = None
+                elif self.stop is not None and self.stop.requested:
+                    since[0] = since[0] or time.monotonic()
+                    if time.monotonic() - since[0] > self.GRACE:
+                        raise WorkerError(f"worker process {process.pid} did not answer within {self.GRACE} s of "
+                                          f"the stop")
+            return b"".join(chunks)
+        return read_message(read)
 
     def spread(self, kind, batch, n_tokens=None):
         """Each document's part of `kind` ("gradients" or "nlls") for batch (lists of token ids), in order.
