@@ -234,6 +234,22 @@ class TestOverfitting(FewNamesCase, unittest.TestCase):
                          .split("\n", 1)[-1])
         self.assertTrue(named)
 
+    def test_a_best_file_of_another_run_is_never_replaced_without_a_word(self):
+        """Bug: a new run saving to m.json replaced m.best.json, an earlier run's best model (here the one this
+        setUp's run kept), at its first evaluation without a word. A resumed run's own best, which only a
+        better model replaces, is not announced."""
+        status, out, err = run_main("--resume", self.path, "--steps", 121, "--samples", 0)
+        self.assertEqual((status, err), (0, ""))
+        self.assertNotIn("holds another model", out)
+        best = os.path.join(self.tmp, "m.best.json")
+        held = workbench.load_checkpoint(best)
+        val = [row["val_loss"] for row in held["metrics"]["eval"] if row["step"] == held["step"]][0]
+        line = (f"  {best} holds another model now (step {held['step']}, val loss {val:.4f}): this run's first "
+                f"evaluation replaces it (give --save another name to keep it)")
+        status, out, err = run_main("--data", self.data, "--steps", 0, "--save", self.path, "--samples", 0)
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn(f"kept in {best} as the run goes\n{line}\n", out)
+
     def test_a_healthy_run_says_nothing(self):
         """The check can stay quiet: the default names, a short run, no memorising."""
         out = run_main("--data", os.path.join(ROOT, "names.txt"), "--steps", 60, "--eval-every", 10, "--samples", 0,

@@ -92,10 +92,10 @@ ROOMS = {
         'print_explanation', 'print_verdict', 'standing', 'stop_signals', 'validation_loss',
     ),
     "program": (
-        'Run', 'abandon_stdout', 'baselines', 'build', 'check_memory', 'checkpoint_notes', 'claim_outputs',
-        'closed_pipe', 'ended', 'ending', 'entry', 'exit_status', 'follow', 'interrupted', 'look_inside', 'main',
-        'prepare', 'print_header', 'read_inputs', 'resume_command', 'run', 'sample_run', 'say', 'train', 'train_run',
-        'watched_training',
+        'Run', 'abandon_stdout', 'baselines', 'best_replaced', 'build', 'check_memory', 'checkpoint_notes',
+        'claim_outputs', 'closed_pipe', 'ended', 'ending', 'entry', 'exit_status', 'follow', 'interrupted',
+        'look_inside', 'main', 'prepare', 'print_header', 'read_inputs', 'resume_command', 'run', 'sample_run', 'say',
+        'train', 'train_run', 'watched_training',
     ),
 }
 _WHERE = {name: room for room, names in ROOMS.items() for name in names}

@@ -242,8 +242,27 @@ def print_header(run):
             log(line)
     if training and run.best_path and run.args.explain is None and run.args.gradcheck is None:
         log(f"the best model by validation loss is kept in {shown(run.best_path)} as the run goes")
+        replaced = best_replaced(run)
+        if replaced:
+            log(replaced)
     if getattr(run.engine, "about", None):
         log(run.engine.about)
+
+
+def best_replaced(run):
+    """The line that says the run's best file holds a model the run will replace (another run's best), or
+    None: nothing there, or the best of the run this one resumes, which only a better model replaces."""
+    try:
+        held = load_checkpoint(run.best_path, run.Engine)
+    except DataError:
+        return None
+    rows = [row for row in held["metrics"]["eval"] if row["step"] == held["step"] and row["val_loss"] is not None]
+    history = [row for row in run.metrics["eval"] if row["val_loss"] is not None]
+    if history and min(history, key=lambda row: row["val_loss"])["step"] == held["step"]:
+        return None
+    loss = f", val loss {rows[-1]['val_loss']:.4f}" if rows else ""
+    return (f"  {shown(run.best_path)} holds another model now (step {held['step']}{loss}): this run's first "
+            f"evaluation replaces it (give --save another name to keep it)")
 
 
 def checkpoint_notes(run):
