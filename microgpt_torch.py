@@ -26,6 +26,7 @@ import sys
 import microgpt
 import workbench
 from workbench import DataError, Setting
+from workbench.text import TextTokenizer, continued
 
 # Ctrl-C in the seconds PyTorch takes to import is held until it is imported: interrupted inside an import,
 # Python's import machinery can end in another error (a RecursionError) and a traceback.
@@ -275,8 +276,17 @@ class Engine:
     def evaluate(self, docs):
         return evaluate(self.model, self.tokenizer, docs, self.block_size, self.device)
 
-    def sample(self, rng, temperature, top_k, prefix):
+    def sample(self, rng, temperature, top_k, prefix, length=None):
+        """sample(); with --text, workbench.text.continued over this model's logits: the same draws."""
+        if isinstance(self.tokenizer, TextTokenizer):
+            return continued(self.next_logits, self.tokenizer, rng, temperature, top_k, prefix,
+                             length or self.block_size, self.block_size)
         return sample(self.model, self.tokenizer, rng, temperature, top_k, prefix, self.device)
+
+    def next_logits(self, ids):
+        """The logits (a list of vocab_size floats) at the last of `ids`, at most block_size token ids."""
+        with torch.no_grad():
+            return self.model(torch.tensor([ids], device=self.device))[0, -1].tolist()
 
     def weights(self):
         return {name: p.tolist() for name, p in self.model.w.items()}

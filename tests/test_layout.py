@@ -212,7 +212,8 @@ class TestRooms(unittest.TestCase):
         self.assertEqual(workbench.WORKER.split("; ")[:2], ["import sys", "sys.path[0] = sys.argv[1]"])
         self.assertIn("from workbench import workers", workbench.WORKER)
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.stdout.split(), ["workbench", "workbench.common", "workbench.engine", "workbench.workers"])
+        self.assertEqual(r.stdout.split(), ["workbench", "workbench.common", "workbench.engine", "workbench.text",
+                                            "workbench.workers"])
 
 
 class TestDeclaredOnce(unittest.TestCase):

@@ -152,17 +152,19 @@ class TestValidation(unittest.TestCase):
 
 
 class TestScored(unittest.TestCase):
-    def test_a_document_cut_to_block_size_characters_has_the_same_positions_and_targets(self):
-        """The workbench cuts documents to block_size characters before encoding them (a document of 200 MB is
-        not encoded whole each step). Bugs: cut one character short (the last target lost), or one long."""
-        tokenizer, block_size = microgpt.Tokenizer("abc"), 5
-        for n in range(10):
-            doc = ("abc" * 4)[:n]
-            cut = workbench.scored([doc], block_size)[0]
-            full, short = tokenizer.encode(doc), tokenizer.encode(cut)
-            k = microgpt.n_predicted(full, block_size)
-            self.assertEqual((microgpt.n_predicted(short, block_size), short[:k + 1]), (k, full[:k + 1]))
-            self.assertEqual(cut, doc[:min(n, block_size)])
+    def test_a_document_cut_to_block_size_plus_1_characters_has_the_same_positions_and_targets(self):
+        """The workbench cuts documents to block_size + 1 characters before encoding them (a document of 200 MB
+        is not encoded whole each step). Bugs: cut one character short (a --text window's last target lost);
+        one long."""
+        block_size = 5
+        for tokenizer in (microgpt.Tokenizer("abc"), workbench.text.TextTokenizer("abc")):
+            for n in range(10):
+                doc = ("abc" * 4)[:n]
+                cut = workbench.scored([doc], block_size)[0]
+                full, short = tokenizer.encode(doc), tokenizer.encode(cut)
+                k = microgpt.n_predicted(full, block_size)
+                self.assertEqual((microgpt.n_predicted(short, block_size), short[:k + 1]), (k, full[:k + 1]))
+                self.assertEqual(cut, doc[:min(n, block_size + 1)])
 
 
 class WiringCase(FewNamesCase, unittest.TestCase):

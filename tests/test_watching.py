@@ -459,6 +459,15 @@ class TestSmallThings(WatchCase):
         self.assertEqual(workbench.counted(2, "step"), "2 steps")
         self.assertEqual(workbench.counted(1234, "document is", "documents are"), "1,234 documents are")
 
+    def test_the_cut_line_says_what_block_size_would_hold_99_percent(self):
+        """Bugs: the 99th percentile one document off (the 199th of 200 taken: 10, not 4); a document's
+        positions taken as its length (BOS forgotten: 3); no hint at all. Worked by hand: 198 names of 3
+        letters (4 positions), one of 9 (10), one of 20 (21)."""
+        data = write_file(self.tmp, "cut.txt", "abc\n" * 198 + "abcdefghi\n" + "abcdefghij" * 2 + "\n")
+        out = run_main("--data", data, *SMALL, "--steps", 1, "--samples", 0, "--block-size", 8)[1]
+        self.assertIn("cut: 2 documents are longer than block_size 8 allows and train on their first 8 positions "
+                      "only; --block-size 4 would hold 99% of the documents whole, 21 every one\n", out)
+
     def test_a_curve_of_losses_near_a_floats_largest(self):
         """Bug: the running sums of losses of 1.7e308 (a resumed checkpoint's history) overflowing to inf and
         inf - inf, and the curve's int(NaN) a traceback after the run was saved."""

@@ -21,7 +21,8 @@ The engine interface. An engine is a class (MicrogptEngine below, microgpt_torch
       on_step(step, loss, lr, grad_norm, batch), and a true answer stops training. Raises
       FloatingPointError, before the update, if the loss or the gradient is not finite
   engine.evaluate(docs) -> (mean loss per predicted token in nats, the number of predicted tokens)
-  engine.sample(rng, temperature, top_k, prefix) -> one new document, drawn with rng
+  engine.sample(rng, temperature, top_k, prefix, length=None) -> one new document, drawn with rng; with
+      --text (the tokenizer a text.TextTokenizer), the prefix continued by length characters (block_size)
   engine.weights() -> {parameter name: rows of floats}, microgpt.parameter_shapes' names and shapes
   engine.state() -> {"params": weights(), "adam": {"t": steps taken, "m", "v": a float per parameter}}
 and, if it has them:
@@ -38,13 +39,14 @@ and, if it has them:
       (microgpt: inside.py); without one, --explain and --gradcheck are not offered
   engine.about: a line for the header (microgpt_torch: its dtype and device)
 
-Both engines share microgpt.py's data path (documents, Tokenizer, split_docs), its parameter names and
-shapes, its learning-rate schedule and its checkpoint file, so the two train on the same documents from
-the same first weights, and a checkpoint from either runs in the other.
+Both engines share microgpt.py's data path (documents, Tokenizer, split_docs; with --text, text.py's), its
+parameter names and shapes, its learning-rate schedule and its checkpoint file, so the two train on the same
+documents from the same first weights, and a checkpoint from either runs in the other.
 
 Its rooms, each one job, none importing another in a circle (each imports only those listed before it):
 
   common      the exceptions a run ends with, and how input is shown
+  text        continuous text (--text): its tokenizer, training windows, split and continued samples
   engine      microgpt.py's engine (MicrogptEngine), the parameter count, perplexity, the update ratio
   settings    each setting declared once; the command line from them
   files       files read whole and checked, written whole or not at all, claimed while written
@@ -64,6 +66,9 @@ ROOMS = {
         'DataError', 'OutputError', 'Stopped', 'counted', 'flat', 'format_seconds', 'physical_memory', 'scored',
         'shown',
     ),
+    "text": (
+        'TextTokenizer', 'Windows', 'consecutive', 'continued', 'split_stream',
+    ),
     "engine": (
         'MicrogptEngine', 'count_parameters', 'perplexity', 'update_ratio',
     ),
@@ -75,7 +80,7 @@ ROOMS = {
     "files": (
         'Claim', 'EVAL_FIELDS', 'HIDDEN_CONTROLS', 'LOG_COLUMNS', 'MAX_BYTES', 'NOFOLLOW', 'TRAIN_FIELDS', 'best_path',
         'check_output', 'data_memory', 'data_room', 'hidden', 'is_kind', 'leftover', 'printable', 'read_bytes',
-        'read_docs', 'read_text', 'same_file', 'write_atomically',
+        'read_docs', 'read_stream', 'read_text', 'same_file', 'write_atomically',
     ),
     "checkpoint": (
         'CHECKPOINT_FORMAT', 'Checked', 'Each', 'MAX_WEIGHT', 'Object', 'Row', 'SHA256', 'check_head', 'check_history',
@@ -93,7 +98,7 @@ ROOMS = {
     ),
     "program": (
         'Run', 'abandon_stdout', 'baselines', 'best_replaced', 'build', 'check_memory', 'checkpoint_notes',
-        'claim_outputs', 'closed_pipe', 'ended', 'ending', 'entry', 'exit_status', 'follow', 'interrupted',
+        'claim_outputs', 'closed_pipe', 'ended', 'ending', 'entry', 'exit_status', 'follow', 'holding', 'interrupted',
         'look_inside', 'main', 'prepare', 'print_header', 'read_inputs', 'resume_command', 'run', 'sample_run', 'say',
         'train', 'train_run', 'watched_training',
     ),

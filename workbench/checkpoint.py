@@ -88,6 +88,7 @@ def settings_description(Engine):
     """A checkpoint's settings, each held to its declaration; those watching and sampling may be missing."""
     rule = lambda s: Checked("a setting", convert=lambda v, s=s: check_value(s, v, f"settings.{s.name}"))
     optional = {s.name: s.default for s in kept(Engine) if s.group not in ("data", "split", "model", "training")}
+    optional["text"] = None                 # (a checkpoint from before --text is of a documents run)
     return Object({s.name: rule(s) for s in kept(Engine)}, optional)
 
 
@@ -155,8 +156,9 @@ def check_head(state, Engine):
                      }).check(state["config"], "config")
     if not chars or len(set(chars)) != len(chars) or chars != sorted(chars):
         raise DataError("chars are not distinct characters in sorted order, as the tokenizer makes them")
-    if not all(map(printable, chars)):
-        raise DataError(f"chars has {shown(next(c for c in chars if not printable(c)))}, a control character")
+    allowed = lambda c: printable(c) or (c == "\n" and s["text"])           # (a newline is a token of --text)
+    if not all(map(allowed, chars)):
+        raise DataError(f"chars has {shown(next(c for c in chars if not allowed(c)))}, a control character")
     if head["step"] > s["steps"]:
         raise DataError(f"step {head['step']} is more than settings.steps {s['steps']}")
     return head, config

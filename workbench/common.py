@@ -48,10 +48,10 @@ def counted(n, one, many=None):
 
 
 def scored(docs, block_size):
-    """Each document cut to the block_size characters a model of that block_size reads (with BOS before them,
-    they make the block_size + 1 tokens of its positions and targets: microgpt.n_predicted): the same numbers,
-    and a document of 200 MB is not encoded whole to be cut after."""
-    return [doc[:block_size] for doc in docs]
+    """Each document cut to the block_size + 1 characters a model of that block_size may read: the same
+    positions and targets (microgpt.n_predicted; a text window of --text is that long, a document needs a
+    character less as BOS comes first), and a document of 200 MB is not encoded whole to be cut after."""
+    return [doc[:block_size + 1] for doc in docs]
 
 
 def physical_memory():

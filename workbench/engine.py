@@ -7,6 +7,7 @@ import gc
 import math
 
 import microgpt
+from .text import TextTokenizer, continued
 
 
 def count_parameters(vocab_size, n_embd, n_layer, block_size):
@@ -115,8 +116,19 @@ class MicrogptEngine:
             n_tokens += n
         return loss_sum / n_tokens, n_tokens
 
-    def sample(self, rng, temperature, top_k, prefix):
+    def sample(self, rng, temperature, top_k, prefix, length=None):
+        """microgpt.sample; with --text (a TextTokenizer), text.continued: the prefix and `length` characters
+        after it (block_size unless given)."""
+        if isinstance(self.tokenizer, TextTokenizer):
+            return continued(self.next_logits, self.tokenizer, rng, temperature, top_k, prefix,
+                             length or self.gpt.block_size, self.gpt.block_size)
         return microgpt.sample(self.gpt, self.tokenizer, rng, temperature, top_k, prefix)
+
+    def next_logits(self, ids):
+        """The logits (vocab_size floats) at the last of `ids` (at most block_size token ids), read from the
+        first: microgpt.document_logits, without a graph."""
+        with microgpt.no_grad():
+            return [z.data for z in microgpt.document_logits(self.gpt, ids)[-1]]
 
     def weights(self):
         return self.gpt.weights()

@@ -116,6 +116,22 @@ def data_room(data, where):
                         f"a part of it")
 
 
+def read_stream(path):
+    """The text of the file at `path` as one stream (--text): line ends made \\n, a byte-order mark dropped,
+    nothing else changed; and its SHA-256 (hex), as read_docs() gives it. Raises DataError if it has fewer
+    than 2 characters, a character that is not printable() but a newline, or cannot be read as text."""
+    fix = "pass --data a UTF-8 text file"
+    text = read_text(path, "data file", fix, data_room)
+    bad = sorted(c for c in set(text) - {"\n"} if not printable(c))
+    if bad:
+        line = text[:text.index(bad[0])].count("\n") + 1
+        raise DataError(f"data file {shown(path)} line {line} has {shown(bad[0])}, a control character; microgpt "
+                        f"learns printable text: remove it")
+    if len(text) < 2:
+        raise DataError(f"data file {shown(path)} has {len(text)} characters; a stream to learn from needs more")
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 

@@ -12,7 +12,8 @@ import microgpt
 from .common import DataError, OutputError, Stopped, counted, scored, shown
 from .engine import MicrogptEngine, count_parameters
 from .settings import WRITTEN, kept, parse_args, resolve_settings
-from .files import Claim, best_path, check_output, hidden, read_docs, same_file, write_atomically
+from .files import Claim, best_path, check_output, hidden, read_docs, read_stream, same_file, write_atomically
+from .text import TextTokenizer, Windows, consecutive, split_stream
 from .checkpoint import MAX_WEIGHT, checkpoint_text, load_checkpoint
 from .workers import WorkerError, memory_available, workers_of
 from .watch import (Console, CsvLog, GradcheckPrinter, Stop, Watch, loss_curve, print_explanation, print_verdict,
@@ -40,13 +41,18 @@ def read_inputs(args, Engine):
     path = args.resume or args.load
     checkpoint = load_checkpoint(path, Engine) if path else None
     settings = resolve_settings(args, checkpoint, path, Engine)
-    docs, sha256 = read_docs(settings["data"])
+    if settings["text"]:                                    # one document: the whole stream
+        stream, sha256 = read_stream(settings["data"])
+        docs = [stream]
+    else:
+        docs, sha256 = read_docs(settings["data"])
     if checkpoint and args.resume and not args.new_data and checkpoint["data_sha256"] not in (None, sha256):
         raise DataError(f"data file {shown(settings['data'])} is not the text checkpoint {shown(path)} was trained "
                         f"on (its SHA-256 differs), so the run would not go on as it was; give --new-data to train "
                         f"it on this text all the same (its validation history starts again), or resume with its "
                         f"own text")
-    tokenizer = microgpt.Tokenizer(checkpoint["chars"]) if checkpoint else microgpt.Tokenizer.from_docs(docs)
+    Tokenizer = TextTokenizer if settings["text"] else microgpt.Tokenizer
+    tokenizer = Tokenizer(checkpoint["chars"]) if checkpoint else Tokenizer.from_docs(docs)
     unknown = sorted(set("".join(docs)) - set(tokenizer.chars))
     if unknown and args.resume:
         raise DataError(f"{shown(settings['data'])} has characters checkpoint {shown(path)} does not know "
@@ -57,7 +63,7 @@ def read_inputs(args, Engine):
         if unknown:
             raise DataError(f"{option} {shown(repr(text))} has characters the model does not know: "
                             f"{shown(repr(''.join(unknown)))}")
-    if len(settings["prefix"]) >= settings["block_size"]:
+    if len(settings["prefix"]) >= settings["block_size"] and not settings["text"]:     # (--text: the last block_size)
         raise DataError(f"--prefix is {len(settings['prefix'])} characters; it must be shorter than block_size "
                         f"{settings['block_size']}")
     return checkpoint, settings, docs, tokenizer, sha256
@@ -167,9 +173,18 @@ def prepare(args, Engine, leader=True, log=print):
 def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims, counts_baselines=True):
     """The run of prepare(): the documents shuffled by the seed and split, the engine built (or restored), and
     the baselines counted if counts_baselines (a training run's first process: the one that prints them)."""
-    rng = random.Random(settings["seed"])
-    rng.shuffle(docs)                                       # the seed fixes the order and so the split
-    train_docs, val_docs = microgpt.split_docs(docs, settings["val_fraction"])
+    rng, block_size = random.Random(settings["seed"]), settings["block_size"]
+    if settings["text"]:                                    # windows drawn from the stream, its end held out
+        train_text, val_text = split_stream(docs[0], settings["val_fraction"])
+        if len(train_text) <= block_size:
+            raise DataError(f"--text: the {len(train_text):,} characters left for training are fewer than a window "
+                            f"of block_size + 1 = {block_size + 1}; lower --block-size or --val-fraction")
+        train_docs, val_docs = Windows(train_text, block_size, settings["seed"]), consecutive(val_text, block_size)
+        counted_on = consecutive(train_text, block_size)    # each character of the training text once
+    else:
+        rng.shuffle(docs)                                   # the seed fixes the order and so the split
+        train_docs, val_docs = microgpt.split_docs(docs, settings["val_fraction"])
+        counted_on = train_docs
     if not train_docs:
         raise DataError(f"--val-fraction {settings['val_fraction']} of {len(docs)} documents leaves none to "
                         f"train on; lower --val-fraction or add documents")
@@ -186,7 +201,7 @@ def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, clai
     return Run(args=args, Engine=Engine, log=log, console=Console(log), checkpoint=checkpoint, settings=settings,
                docs=docs, train_docs=train_docs, val_docs=val_docs, eval_docs=eval_docs, tokenizer=tokenizer, rng=rng,
                engine=engine, step=step, metrics=metrics, data_sha256=sha256, claims=claims,
-               baselines=baselines(tokenizer, train_docs, eval_docs, settings["block_size"]) if (
+               baselines=baselines(tokenizer, counted_on, eval_docs, block_size) if (
                    counts_baselines and eval_docs) else None,
                best_path=best_path(settings["save"]) if val_docs else None)
 
@@ -217,24 +232,31 @@ def baselines(tokenizer, train_docs, docs, block_size):
 
 def print_header(run):
     """What the run is about to do: data, vocabulary, model size, the loss to expect at the start."""
-    settings, log = run.settings, run.log
-    log(f"documents: {len(run.docs):,} ({len(run.train_docs):,} for training, {len(run.val_docs):,} for validation)")
+    settings, log, text = run.settings, run.log, run.settings["text"]
+    if text:
+        train, val = len(run.train_docs.stream), len(run.docs[0]) - len(run.train_docs.stream)
+        log(f"text: {len(run.docs[0]):,} characters ({train:,} for training, {val:,} for validation), read in "
+            f"windows of block_size + 1 = {settings['block_size'] + 1}")
+    else:
+        log(f"documents: {len(run.docs):,} ({len(run.train_docs):,} for training, {len(run.val_docs):,} for "
+            f"validation)")
     log(f"vocab_size: {run.tokenizer.vocab_size} ({len(run.tokenizer.chars)} characters + BOS)")
     log(f"parameters: {run.engine.n_params:,} (n_embd {settings['n_embd']}, n_head {settings['n_head']}, n_layer "
         f"{settings['n_layer']}, block_size {settings['block_size']})")
     training = not run.args.load
     if training:
         log(f"loss at initialisation should be near ln(vocab_size) = {math.log(run.tokenizer.vocab_size):.4f}")
-    n_cut = sum(len(doc) + 1 > settings["block_size"] for doc in run.docs)
+    n_cut = 0 if text else sum(len(doc) + 1 > settings["block_size"] for doc in run.docs)
     if n_cut and training:
         block = settings["block_size"]
         log(f"cut: {counted(n_cut, 'document is', 'documents are')} longer than block_size {block} allows and "
-            f"{'trains on its' if n_cut == 1 else 'train on their'} first {block} positions only")
+            f"{'trains on its' if n_cut == 1 else 'train on their'} first {block} positions only; {holding(run.docs)}")
     if run.baselines:
         b = run.baselines
-        log(f"baselines on the {counted(len(run.eval_docs), 'validation document')} each evaluation reads: uniform "
+        log(f"baselines on the {counted(len(run.eval_docs), 'validation ' + ('window' if text else 'document'))} "
+            f"each evaluation reads: uniform "
             f"{b['uniform']:.4f}, unigram {b['unigram']:.4f}, bigram {b['bigram']:.4f} (nats per token; counted from "
-            f"the training documents, add-one smoothing)")
+            f"the training {'text' if text else 'documents'}, add-one smoothing)")
     if run.checkpoint:
         path = run.args.resume or run.args.load
         log(f"{'resuming' if run.args.resume else 'loaded'} {shown(path)} at step {run.checkpoint['step']}")
@@ -263,6 +285,14 @@ def best_replaced(run):
     loss = f", val loss {rows[-1]['val_loss']:.4f}" if rows else ""
     return (f"  {shown(run.best_path)} holds another model now (step {held['step']}{loss}): this run's first "
             f"evaluation replaces it (give --save another name to keep it)")
+
+
+def holding(docs, share=0.99):
+    """What block_size would hold `share` of the documents whole (a document of n characters has n + 1
+    positions: BOS, then each character), and what would hold them all: a line of the header's cut note."""
+    positions = sorted(len(doc) + 1 for doc in docs)
+    most = positions[max(math.ceil(share * len(positions)) - 1, 0)]
+    return f"--block-size {most} would hold {share:.0%} of the documents whole, {positions[-1]} every one"
 
 
 def checkpoint_notes(run):
@@ -388,8 +418,15 @@ def resume_command(settings):
 
 
 def sample_run(run):
-    """Print settings["samples"] new documents, then how many of them are not training documents."""
+    """Print settings["samples"] new documents, then how many of them are not training documents; with --text,
+    settings["samples"] continuations of the prefix, max_new_tokens characters each, as text."""
     settings = run.settings
+    if settings["text"]:
+        for i in range(settings["samples"]):
+            run.log(f"sample {i + 1:2d}:")
+            run.log(run.engine.sample(run.rng, settings["temperature"], settings["top_k"], settings["prefix"],
+                                      settings["max_new_tokens"]))
+        return
     known, new = set(run.train_docs), 0
     for i in range(settings["samples"]):
         text = run.engine.sample(run.rng, settings["temperature"], settings["top_k"], settings["prefix"])
@@ -421,8 +458,8 @@ def look_inside(run):
 def train(run, on_step, **shared):
     """The engine trains the run's training documents from the step the run is at to its last, calling
     on_step after each (watched_training's Watch, or follow's silence); `shared`: the engine's gradients=."""
-    return run.engine.train(scored(run.train_docs, run.settings["block_size"]), run.step, on_step, run.settings,
-                            **shared)
+    docs = run.train_docs if run.settings["text"] else scored(run.train_docs, run.settings["block_size"])
+    return run.engine.train(docs, run.step, on_step, run.settings, **shared)
 
 
 def follow(run):

@@ -41,6 +41,9 @@ D = microgpt.DEFAULTS           # the algorithm's settings have their defaults w
 SETTINGS = [
     Setting("data", D["data"], str, A_FILE_NAME, "data", "UTF-8 text file, one document per line", "PATH",
             shown=f"{D['data']} beside this script, or the checkpoint's"),
+    Setting("text", None, bool, ANY, "split", "read the data file as one stream of characters, newlines included, "
+            "and train on windows of block_size + 1 of them drawn from it (the last val_fraction held out); "
+            "samples continue a prompt (--prefix)", metavar=None),
     Setting("seed", D["seed"], int, ANY, "split", "random seed; one seed, one run"),
     Setting("val_fraction", D["val_fraction"], float, (lambda v: 0 <= v < 1, "at least 0 and less than 1"),
             "split", "share of documents held out for validation, in [0, 1)", "X"),
@@ -87,7 +90,10 @@ SETTINGS = [
     Setting("temperature", D["temperature"], float, ABOVE_0, "sampling", "sampling temperature > 0", "X"),
     Setting("top_k", D["top_k"], int, AT_LEAST_1, "sampling", "sample only from the k most likely tokens",
             shown="all"),
-    Setting("prefix", D["prefix"], str, ANY, "sampling", "complete documents that start with this text", "TEXT"),
+    Setting("prefix", D["prefix"], str, ANY, "sampling", "complete documents that start with this text (with "
+            "--text: the prompt each sample continues)", "TEXT"),
+    Setting("max_new_tokens", 200, int, AT_LEAST_1, "sampling", "with --text: the characters each sample adds "
+            "to its prompt"),
 ]
 # What each group is: its heading in --help, and what a checkpoint does with it. A checkpoint keeps the
 # KEPT groups; --resume takes them all back and --load those of LOADED; an option that differs from a
@@ -102,7 +108,7 @@ LOADED = ("data", "split", "model", "training", "sampling")
 FIXED = ("split", "model")
 ACTIONS = ("inside", "checkpoint")      # what to do, not how: --explain, --gradcheck, --resume, --load
 WRITTEN = ("save", "log")               # never taken from a checkpoint: someone else's file can name any path
-KINDS = {int: "a whole number", float: "a finite number", str: "a string"}
+KINDS = {int: "a whole number", float: "a finite number", str: "a string", bool: "true or false"}
 MAX_WHOLE = 10 ** 18                    # no count of a run comes near; a 400-digit one would overflow a float
 
 

@@ -309,6 +309,8 @@ def evaluation(run, workers, step, train_losses, stop=None):
     rng = random.Random(f"{settings['seed']}:{step}")
     texts = [run.engine.sample(rng, settings["temperature"], settings["top_k"], settings["prefix"]) or "''"
              for _ in range(settings["eval_samples"])]
+    if settings["text"]:                                    # (a text's own commas and newlines: each quoted)
+        texts = [repr(text) for text in texts]
     console.line(text)
     if texts:
         console.line(f"  samples at step {step}: {', '.join(texts)}")
@@ -454,8 +456,11 @@ def print_explanation(run, doc, x, note=""):
     tokenizer, log = run.tokenizer, run.log
     name = lambda t: "BOS" if t == tokenizer.BOS else repr(tokenizer.chars[t])
     show = lambda t: f"{name(t):>5} ({t:2d})"
-    known = ("a training document" if doc in set(run.train_docs) else "held out for validation" if doc in
-             set(run.val_docs) else "in neither the training nor the validation documents")
+    if run.settings["text"]:
+        known = "in the training text" if doc in run.train_docs.stream else "not in the training text"
+    else:
+        known = ("a training document" if doc in set(run.train_docs) else "held out for validation" if doc in
+                 set(run.val_docs) else "in neither the training nor the validation documents")
     tokens = str(x["tokens"]) if len(x["tokens"]) <= 40 else f"{str(x['tokens'][:40])[:-1]}, ...]"
     log(f"explain {shown(repr(doc))}{note}, {known}: tokens {tokens}; position t reads tokens[t] and predicts "
         f"tokens[t+1]")
