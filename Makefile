@@ -26,7 +26,8 @@ clean:
 	rm -rf $(VENV) .venv-plot __pycache__ tests/__pycache__ reference/__pycache__ workbench/__pycache__ .pytest_cache
 
 # Speed: microgpt's training step against the classic scalar engines (reference/classic.py), side by side;
-# then --workers: 2 processes against 1 (bench/scaling.py).
+# then --workers: 2 processes against 1 (bench/scaling.py); then whole processes against the gist's script, same work
+# (bench/whole.py: about 3 minutes).
 # A script, not a test: timings are reported, never asserted.
 bench:
 	@echo "machine: $$(uname -m), $$(nproc) cores, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
@@ -35,6 +36,8 @@ bench:
 	else echo "(pypy3 not found: no PyPy row; apt-get install pypy3)"; fi
 	$(PYTHON) bench/scaling.py
 	@if command -v pypy3 >/dev/null; then pypy3 bench/scaling.py --no-header; fi
+	$(PYTHON) bench/whole.py --driver
+	@if command -v pypy3 >/dev/null; then pypy3 bench/whole.py --driver --runs 5; fi
 
 # The side-by-side reading page, generated from microgpt.py (not committed), with the picture of a tiny
 # model's graph where Graphviz is installed.

@@ -75,7 +75,7 @@ def transfer_cost(r, rounds=20):
     for _ in range(rounds):
         t = time.perf_counter()
         r.workers.send(worker, ("nlls", [], None), [weights])
-        workbench.read_message(worker.stdout)
+        r.workers.answer(worker)
         trips.append(time.perf_counter() - t)
     grads = [workbench.packed([0.001 * i for i in range(r.engine.n_params)]) for _ in range(BATCH // 2)]
     pickling = []

@@ -180,6 +180,31 @@ class TestCheckpointsBothWays(TempDirTestCase, unittest.TestCase):
         close(self, flat("twin.json"), flat("m.json"), 1e-9, "parameters")
 
 
+@unittest.skipIf(torch is None, "torch is not installed (optional; .ci/run installs it when pip can)")
+class TestContinuousText(TempDirTestCase, unittest.TestCase):
+    def test_a_text_run_resumed_in_the_twin_goes_on_as_in_microgpt_and_samples_the_same_text(self):
+        """Bugs: the twin encoding text windows as documents (BOS around them), or sampling a text checkpoint
+        as names (stopped at block_size or at BOS); the mode lost crossing over."""
+        data = write_file(self.tmp, "poem.txt", "the owl and the pussy-cat went to sea\nin a beautiful pea-green "
+                                                "boat,\nthey took some honey, and plenty of money\n" * 3)
+        path = lambda name: os.path.join(self.tmp, name)
+        run = ["--n-embd", 8, "--n-head", 2, "--block-size", 8, "--eval-every", 5, "--eval-samples", 0, "--samples",
+               2, "--max-new-tokens", 30, "--prefix", "the "]
+        self.assertEqual(run_main("--data", data, "--text", *run, "--steps", 10, "--save", path("run.json"))[0], 0)
+        status, a, err = run_twin("--resume", path("run.json"), "--dtype", "float64", "--steps", 15, "--save",
+                                  path("twin.json"))
+        self.assertEqual((status, err), (0, ""))
+        status, b, err = run_main("--resume", path("run.json"), "--steps", 15, "--save", path("m.json"))
+        self.assertEqual((status, err), (0, ""))
+        losses = lambda text: [float(x) for x in re.findall(r"^step +\d+ / +\d+ \| loss (\S+)", text, re.M)]
+        self.assertEqual(len(losses(a)), 5)
+        close(self, losses(a), losses(b), 1e-9, "resumed losses")
+        status, c, err = run_main("--load", path("twin.json"))
+        samples = lambda text: text.split("sample  1:\n", 1)[1]
+        self.assertEqual(samples(c), samples(a))
+        self.assertEqual(len(samples(c).split("sample  2:\n")[0]), len("the ") + 30 + 1)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,9 +5,16 @@ while training. Also the numbers a run reports about a model: its parameter coun
 update-to-weight ratio."""
 import gc
 import math
+import sys
 
 import microgpt
 from .text import TextTokenizer, continued
+
+# Whether training switches the cyclic garbage collector off. CPython frees a graph by reference counting, and its
+# collector's walks through the graph would find nothing (10%). PyPy has no reference counting: its collector is
+# what frees every graph, and switched off it keeps them (a run at batch 8 grew to 2 GB in 300 steps, and two
+# processes slowed to half speed as they grew: --workers 2 at 0.67x of one process, 0.79x to 1.20x with it on).
+COLLECTOR_OFF = sys.implementation.name != "pypy"
 
 
 def count_parameters(vocab_size, n_embd, n_layer, block_size):
@@ -61,12 +68,14 @@ class MicrogptEngine:
     def train(self, docs, start_step, on_step, settings, gradients=None):
         """microgpt.train. `gradients(batch, n_tokens)`, if given, computes the documents' parts elsewhere
         (gradient_parts, in worker processes); they are added here as microgpt.batch_gradient adds
-        them, so the numbers are the same. The cyclic garbage collector is off meanwhile: a graph has no
-        cycle, reference counting frees it, and the collector's walks would cost 10% for nothing."""
+        them, so the numbers are the same. Under CPython the cyclic garbage collector is off meanwhile
+        (COLLECTOR_OFF): a graph has no cycle, reference counting frees it, and the collector's walks would
+        cost 10% for nothing."""
         gradient = microgpt.batch_gradient if gradients is None else (
             lambda gpt, batch: self.added(batch, gradients))
         was_enabled = gc.isenabled()
-        gc.disable()
+        if COLLECTOR_OFF:
+            gc.disable()
         try:
             # the one place the workbench spells out microgpt.train's call
             return microgpt.train(self.gpt, self.optimizer, self.tokenizer, docs, settings["steps"], settings["lr"],

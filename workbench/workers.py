@@ -49,7 +49,8 @@ def worker_main():
     nll_parts), or the error that stopped it. Stdin's end, which comes however the run's process ended
     (killed included), ends it. It has a session of its own, so a terminal's Ctrl-C and a signal to the
     run's process group reach only the run, which finishes its step and closes the pipes."""
-    gc.disable()                            # as MicrogptEngine.train does: a graph has no cycle to collect
+    if sys.implementation.name != "pypy":   # as MicrogptEngine.train does (COLLECTOR_OFF): no cycle to collect
+        gc.disable()
     parent = os.getppid()
 
     def orphaned():                         # the run killed mid-share: the share is not waited for
