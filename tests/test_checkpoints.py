@@ -308,6 +308,7 @@ DAMAGES = [("deleted", DELETE), ("null", None), ("a string", "x"), ("a boolean",
            ("an empty list", []), ("an object", {})]
 NEVER_VALID = {"a boolean", "NaN", "infinity", "-infinity", "an object"}
 OPTIONAL = {s.name for s in workbench.SETTINGS if s.group in ("watching", "saving", "sampling")}   # default if missing
+OPTIONAL.add("text")                    # (a checkpoint from before --text is of a documents run)
 
 
 def damage_points(state):
