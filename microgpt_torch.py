@@ -28,8 +28,8 @@ import workbench
 from workbench import DataError, Setting
 from workbench.text import TextTokenizer, continued
 
-# Ctrl-C in the seconds PyTorch takes to import is held until it is imported: interrupted inside an import,
-# Python's import machinery can end in another error (a RecursionError) and a traceback.
+# Ctrl-C in the seconds PyTorch (and the workbench's program) take to import is held until they are imported:
+# interrupted inside an import, Python's import machinery can end in another error (a RecursionError).
 held, holding = [], False
 try:
     ctrl_c = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
@@ -40,6 +40,7 @@ try:
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
+    import workbench.program                # (the workbench's run, loaded now rather than on first use)
 except ImportError:
     if __name__ == "__main__":
         print("microgpt_torch: error: PyTorch is not installed; install it with `pip install torch` "
@@ -316,8 +317,14 @@ class Engine:
 
 def main(argv=None):
     """microgpt.py's command line (workbench.main) with this Engine; under torchrun, only rank 0 prints."""
-    status = workbench.main(argv, Engine, "microgpt_torch", leader=int(os.environ.get("RANK", "0")) == 0,
-                            description="Train microgpt's GPT with PyTorch tensors (same data, model, checkpoints).")
+    try:
+        status = workbench.main(argv, Engine, "microgpt_torch", leader=int(os.environ.get("RANK", "0")) == 0,
+                                description="Train microgpt's GPT with PyTorch tensors (same data, model, "
+                                            "checkpoints).")
+    except KeyboardInterrupt:               # (Ctrl-C in the moment before workbench.main takes the signals over)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("microgpt_torch: interrupted", file=sys.stderr)
+        return 130
     if dist.is_initialized():                           # (after a failure torchrun stops the others)
         dist.barrier()                                  # leave together: rank 0 may still be saving
         dist.destroy_process_group()

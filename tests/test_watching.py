@@ -230,6 +230,9 @@ class TestOverfitting(FewNamesCase, unittest.TestCase):
         if os.path.exists(os.path.join(self.tmp, "other.best.json")):
             self.fail("a new best came after the resume: this test needs a history whose best came before it")
         self.assertIn(f"at step {step}, kept in {best}", out)                # where it is, not other.best.json
+        val = [row["val_loss"] for row in workbench.load_checkpoint(best)["metrics"]["eval"] if row["step"] == step][0]
+        self.assertIn(f"the best model by validation loss is kept in {other[:-5]}.best.json as the run goes, once one "
+                      f"beats the best so far (val loss {val:.4f} at step {step}, in {best})\n", out)
         self.assertNotIn("other.best.json", out.split("the best model by validation loss is kept in")[-1]
                          .split("\n", 1)[-1])
         self.assertTrue(named)

@@ -16,8 +16,8 @@ from .files import Claim, best_path, check_output, hidden, read_docs, read_strea
 from .text import TextTokenizer, Windows, consecutive, split_stream
 from .checkpoint import MAX_WEIGHT, checkpoint_text, load_checkpoint
 from .workers import WorkerError, memory_available, workers_of
-from .watch import (Console, CsvLog, GradcheckPrinter, Stop, Watch, loss_curve, print_explanation, print_verdict,
-                    standing, stop_signals)
+from .watch import (Console, CsvLog, GradcheckPrinter, Stop, Watch, kept_best, loss_curve, print_explanation,
+                    print_verdict, standing, stop_signals)
 
 
 def check_memory(Engine, settings, vocab_size, training):
@@ -263,7 +263,12 @@ def print_header(run):
         for line in checkpoint_notes(run):
             log(line)
     if training and run.best_path and run.args.explain is None and run.args.gradcheck is None:
-        log(f"the best model by validation loss is kept in {shown(run.best_path)} as the run goes")
+        history = [row for row in run.metrics["eval"] if row["val_loss"] is not None]
+        best = min(history, key=lambda row: row["val_loss"]) if history else None
+        where = best and kept_best(run, best["step"])
+        log(f"the best model by validation loss is kept in {shown(run.best_path)} as the run goes" + (
+            f", once one beats the best so far (val loss {best['val_loss']:.4f} at step {best['step']}, in "
+            f"{shown(where)})" if where and not same_file(where, run.best_path) else ""))
         replaced = best_replaced(run)
         if replaced:
             log(replaced)
