@@ -392,7 +392,7 @@ class TestTheGraphDrawn(unittest.TestCase):
 
 
 class TestToolsSayOneLine(TempDirTestCase, unittest.TestCase):
-    """tools/graph.py and tools/make_docs.py hold the program's contract: bad input is one line and status 2."""
+    """tools/graph.py, make_docs.py and make_names.py hold the program's contract: bad input is one line, status 2."""
 
     def tool(self, name, *argv):
         r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), *map(str, argv)], capture_output=True,
@@ -425,6 +425,23 @@ class TestToolsSayOneLine(TempDirTestCase, unittest.TestCase):
         status, err = self.tool("make_docs.py", SCRIPT, os.path.join(self.tmp, "p.html"))    # a copy's page, then
         self.assertEqual((status, err), (0, ""))
         self.assertEqual(self.tool("make_docs.py", SCRIPT, os.path.join(self.tmp, "p.html")), (0, ""))  # over it
+
+
+    def test_make_names_refuses_in_one_line(self):
+        """Bugs: tools/make_names.py writing into a folder that is not there, or onto a folder (tracebacks, after
+        the records were read); a missing pyarrow as a ModuleNotFoundError traceback (it is found only where
+        `make names` installed it)."""
+        cases = [([os.path.join(self.tmp, "nope", "names.txt")], "does not exist"), ([self.tmp], "is a folder")]
+        if importlib.util.find_spec("pyarrow") is None:
+            cases.append(([os.path.join(self.tmp, "names.txt")], "pyarrow is not installed; run `make names`"))
+        for argv, says in cases:
+            with self.subTest(argv=argv):
+                status, err = self.tool("make_names.py", *argv)
+                self.assertEqual(status, 2, err)
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+                self.assertTrue(err.startswith("make_names: error: "), err)
+                self.assertIn(says, err)
+        self.assertEqual(os.listdir(self.tmp), [])
 
 
 class TestPlot(InsideCase):

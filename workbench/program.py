@@ -353,8 +353,8 @@ def watched_training(run, stop):
     csv_log = CsvLog(settings["log"], settings["grad_clip"], run.metrics, run.baselines) if settings["log"] else None
     workers = workers_of(run, stop)
     watch, failure = Watch(run, stop, csv_log, workers), None
-    # (Under PyPy a batch is shared only when --workers says so: at batch 8 two processes trained at 0.6x the
-    # tokens per second of one on a 2-core machine, `make bench`; its evaluations are shared, 1.9x.)
+    # (Under PyPy a batch is shared only when --workers says so: at batch 8 two processes train at 1.1x to 1.2x
+    # the speed of one on a 2-core machine, docs/speed.md; its evaluations are shared.)
     pypy = sys.implementation.name == "pypy"
     shared = {"gradients": lambda batch, n_tokens: workers.spread("gradients", batch, n_tokens)} if (
         workers and settings["batch_size"] > 1 and (settings["workers"] or not pypy)) else {}
