@@ -243,15 +243,32 @@ class TestOverfitting(FewNamesCase, unittest.TestCase):
         better model replaces, is not announced."""
         status, out, err = run_main("--resume", self.path, "--steps", 121, "--samples", 0)
         self.assertEqual((status, err), (0, ""))
-        self.assertNotIn("holds another model", out)
+        self.assertNotIn("holds another run's model", out)
         best = os.path.join(self.tmp, "m.best.json")
         held = workbench.load_checkpoint(best)
         val = [row["val_loss"] for row in held["metrics"]["eval"] if row["step"] == held["step"]][0]
-        line = (f"  {best} holds another model now (step {held['step']}, val loss {val:.4f}): this run's first "
+        line = (f"  {best} holds another run's model now (step {held['step']}, val loss {val:.4f}): its first "
                 f"evaluation replaces it (give --save another name to keep it)")
         status, out, err = run_main("--data", self.data, "--steps", 0, "--save", self.path, "--samples", 0)
         self.assertEqual((status, err), (0, ""))
         self.assertIn(f"kept in {best} as the run goes\n{line}\n", out)
+
+    def test_a_best_file_is_known_by_its_model_not_its_step(self):
+        """Bug: a best file taken for this run's because it holds the step of this run's best: two runs evaluated
+        alike have their best at the same step, and a run resumed from one and saving to the other replaced
+        the other's best without a word."""
+        run = ["--data", self.data, "--n-embd", 8, "--n-head", 2, "--steps", 4, "--eval-every", 2, "--samples", 0,
+               "--eval-samples", 0, "--val-fraction", 0.25]
+        a, b = (os.path.join(self.tmp, name) for name in ("a.json", "b.json"))
+        self.assertEqual(run_main(*run, "--save", a)[0], 0)
+        self.assertEqual(run_main(*run, "--save", b, "--seed", 3)[0], 0)      # (its best at step 4 too, measured)
+        steps = [workbench.load_checkpoint(path)["step"] for path in (a[:-5] + ".best.json", b[:-5] + ".best.json")]
+        self.assertEqual(steps[0], steps[1])                    # the same step: the case that fooled it
+        status, out, err = run_main("--resume", a, "--steps", 6, "--save", b)
+        self.assertEqual((status, err), (0, ""))
+        self.assertRegex(out, rf"\n  {re.escape(b[:-5])}\.best\.json holds another run's model now \(step "
+                              rf"{steps[1]}, val loss \d\.\d{{4}}\): its first model better than its best so far "
+                              rf"\(\d\.\d{{4}}\) replaces it \(give --save another name to keep it\)\n")
 
     def test_a_healthy_run_says_nothing(self):
         """The check can stay quiet: the default names, a short run, no memorising."""
@@ -301,11 +318,15 @@ class TestJudgedByHand(unittest.TestCase):
                 with tempfile.TemporaryDirectory() as tmp:
                     best = os.path.join(tmp, "m.best.json")
                     r = SimpleNamespace(metrics={"eval": rows}, baselines=b, best_path=best,
-                                        args=SimpleNamespace(resume=None))
+                                        args=SimpleNamespace(resume=None), settings={"seed": 42})
                     self.assertEqual(workbench.standing(r)[1:], ["  its best: val loss 2.2000 at step 10, not kept"])
-                    write_file(tmp, "m.best.json", '{"step": 20}')            # a file there, of another step
-                    self.assertEqual(workbench.standing(r)[1:], ["  its best: val loss 2.2000 at step 10, not kept"])
-                    write_file(tmp, "m.best.json", '{"step": 10}')            # (the file says which step it holds)
+                    held = lambda step, seed, val: ('{"step": %d, "settings": {"seed": %d}, "metrics": {"eval": '
+                                                    '[[%d, 2.0, %r, 0.1]]}}' % (step, seed, step, val))
+                    for other in (held(20, 42, 2.2), held(10, 7, 2.2), held(10, 42, 2.25)):    # another step,
+                        write_file(tmp, "m.best.json", other)                   # seed, or model: not the best
+                        self.assertEqual(workbench.standing(r)[1:], ["  its best: val loss 2.2000 at step 10, "
+                                                                     "not kept"])
+                    write_file(tmp, "m.best.json", held(10, 42, 2.2))           # (what the file says it holds)
                     lines = workbench.standing(r)
                 self.assertEqual(lines[0], f"where it stands: val loss {val:.4f} at step 20 | bigram 2.5000 | "
                                            f"unigram 2.8000 | uniform 3.3000: {verdict}")

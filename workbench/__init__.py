@@ -70,7 +70,7 @@ ROOMS = {
         'TextTokenizer', 'Windows', 'consecutive', 'continued', 'split_stream',
     ),
     "engine": (
-        'MicrogptEngine', 'count_parameters', 'perplexity', 'update_ratio',
+        'COLLECTOR_OFF', 'MicrogptEngine', 'count_parameters', 'perplexity', 'update_ratio',
     ),
     "settings": (
         'ABOVE_0', 'ACTIONS', 'ANY', 'AT_LEAST_0', 'AT_LEAST_1', 'A_FILE_NAME', 'ArgumentParser', 'D', 'FIXED',
@@ -93,8 +93,9 @@ ROOMS = {
     ),
     "watch": (
         'Clock', 'Console', 'CsvLog', 'GradcheckPrinter', 'Judge', 'RATIO_BARELY', 'RATIO_TOO_HIGH', 'SHADES', 'Stop',
-        'Watch', 'draw_curve', 'evaluation', 'fitted', 'kept_best', 'loss_curve', 'perplexity_text', 'print_attention',
-        'print_explanation', 'print_verdict', 'standing', 'stop_signals', 'validation_loss',
+        'Watch', 'best_so_far', 'draw_curve', 'evaluation', 'fitted', 'holds', 'kept_best', 'loss_curve',
+        'perplexity_text', 'print_attention', 'print_explanation', 'print_verdict', 'standing', 'stop_signals',
+        'validation_loss',
     ),
     "program": (
         'Run', 'abandon_stdout', 'baselines', 'best_replaced', 'build', 'check_memory', 'checkpoint_notes',

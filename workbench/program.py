@@ -16,8 +16,8 @@ from .files import Claim, best_path, check_output, hidden, read_docs, read_strea
 from .text import TextTokenizer, Windows, consecutive, split_stream
 from .checkpoint import MAX_WEIGHT, checkpoint_text, load_checkpoint
 from .workers import WorkerError, memory_available, workers_of
-from .watch import (Console, CsvLog, GradcheckPrinter, Stop, Watch, kept_best, loss_curve, print_explanation,
-                    print_verdict, standing, stop_signals)
+from .watch import (Console, CsvLog, GradcheckPrinter, Stop, Watch, best_so_far, holds, kept_best, loss_curve,
+                    print_explanation, print_verdict, standing, stop_signals)
 
 
 def check_memory(Engine, settings, vocab_size, training):
@@ -263,33 +263,34 @@ def print_header(run):
         for line in checkpoint_notes(run):
             log(line)
     if training and run.best_path and run.args.explain is None and run.args.gradcheck is None:
-        history = [row for row in run.metrics["eval"] if row["val_loss"] is not None]
-        best = min(history, key=lambda row: row["val_loss"]) if history else None
-        where = best and kept_best(run, best["step"])
+        best = best_so_far(run.metrics)
+        where = best and kept_best(run, best)
         log(f"the best model by validation loss is kept in {shown(run.best_path)} as the run goes" + (
             f", once one beats the best so far (val loss {best['val_loss']:.4f} at step {best['step']}, in "
             f"{shown(where)})" if where and not same_file(where, run.best_path) else ""))
-        replaced = best_replaced(run)
+        replaced = best_replaced(run, best)
         if replaced:
             log(replaced)
     if getattr(run.engine, "about", None):
         log(run.engine.about)
 
 
-def best_replaced(run):
-    """The line that says the run's best file holds a model the run will replace (another run's best), or
-    None: nothing there, or the best of the run this one resumes, which only a better model replaces."""
+def best_replaced(run, best):
+    """The line that says the run's best file holds a model the run will replace (another run's), or None:
+    nothing there, or this run's own best so far (`best`, its history's row, or None), which only a better
+    model replaces."""
     try:
         held = load_checkpoint(run.best_path, run.Engine)
     except DataError:
         return None
-    rows = [row for row in held["metrics"]["eval"] if row["step"] == held["step"] and row["val_loss"] is not None]
-    history = [row for row in run.metrics["eval"] if row["val_loss"] is not None]
-    if history and min(history, key=lambda row: row["val_loss"])["step"] == held["step"]:
+    if best and holds(run, run.best_path, best):
         return None
+    rows = [row for row in held["metrics"]["eval"] if row["step"] == held["step"] and row["val_loss"] is not None]
     loss = f", val loss {rows[-1]['val_loss']:.4f}" if rows else ""
-    return (f"  {shown(run.best_path)} holds another model now (step {held['step']}{loss}): this run's first "
-            f"evaluation replaces it (give --save another name to keep it)")
+    when = (f"its first model better than its best so far ({best['val_loss']:.4f}) replaces it" if best else
+            "its first evaluation replaces it")
+    return (f"  {shown(run.best_path)} holds another run's model now (step {held['step']}{loss}): {when} (give "
+            f"--save another name to keep it)")
 
 
 def holding(docs, share=0.99):

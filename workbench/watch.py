@@ -14,7 +14,7 @@ import time
 import microgpt
 from .common import OutputError, counted, flat, format_seconds, scored, shown
 from .engine import perplexity, update_ratio
-from .files import LOG_COLUMNS, NOFOLLOW, TRAIN_FIELDS, best_path
+from .files import EVAL_FIELDS, LOG_COLUMNS, NOFOLLOW, TRAIN_FIELDS, best_path
 from .workers import WorkerError
 
 
@@ -284,7 +284,7 @@ class Judge:
         if self.said or self.rises < 2 or best is None or row["train_loss"] >= best["train_loss"]:
             return
         self.said = True
-        where = kept_best(run, best["step"])
+        where = kept_best(run, best)
         kept = (f"the best model is kept in {shown(where)}: --load it to sample from it" if where else
                 "give --save PATH to keep the best model of a run" if not run.best_path else
                 "the model of that step was not kept")
@@ -364,29 +364,42 @@ def standing(run):
         verdict = "above every baseline: it has learnt nothing yet, or memorised its training documents"
     lines = [f"where it stands: val loss {val:.4f} at step {last['step']} | bigram {b['bigram']:.4f} | "
              f"unigram {b['unigram']:.4f} | uniform {b['uniform']:.4f}: {verdict}"]
-    best = min(evals, key=lambda row: row["val_loss"])
+    best = best_so_far(run.metrics)
     if best is not last:
-        where = kept_best(run, best["step"])
+        where = kept_best(run, best)
         lines.append(f"  its best: val loss {best['val_loss']:.4f} at step {best['step']}" +
                      (f", kept in {shown(where)}" if where else ", not kept" if run.best_path else ""))
     return lines
 
 
-def kept_best(run, step):
-    """The checkpoint that holds the run's model of `step` (its best), or None: the best file this run writes,
-    or, for a resumed run whose best came before it, the best file of the run it resumes (or the file itself).
-    A file says which step it holds; a name alone is never taken for it."""
+def best_so_far(metrics):
+    """The evaluation row of the lowest validation loss in `metrics`, or None."""
+    rows = [row for row in metrics["eval"] if row["val_loss"] is not None]
+    return min(rows, key=lambda row: row["val_loss"]) if rows else None
+
+
+def holds(run, path, row):
+    """Whether the checkpoint at `path` holds this run's model of the evaluation `row`: saved at its step, by a
+    run of the same seed whose evaluation there found the same validation loss (a step alone is no proof: two
+    runs evaluated alike have their best at the same step as often as not)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        losses = {r[0]: r[EVAL_FIELDS.index("val_loss")] for r in state["metrics"]["eval"]}
+        return (state["step"] == row["step"] and state["settings"]["seed"] == run.settings["seed"]
+                and losses.get(row["step"]) == row["val_loss"])
+    except (OSError, TypeError, ValueError, AttributeError, RecursionError, KeyError, IndexError):
+        return False
+
+
+def kept_best(run, row):
+    """The checkpoint that holds the run's model of the evaluation `row` (its best), or None: the best file this
+    run writes, or, for a resumed run whose best came before it, the best file of the run it resumes (or the
+    file itself). Each is opened and checked (holds); a name alone is never taken for it."""
     candidates = [run.best_path]
     if run.args.resume:
         candidates += [best_path(run.args.resume), run.args.resume]
-    for path in candidates:
-        try:
-            with open(path, encoding="utf-8") as f:
-                if path and json.load(f).get("step") == step:
-                    return path
-        except (OSError, TypeError, ValueError, AttributeError, RecursionError):
-            continue
-    return None
+    return next((path for path in candidates if path and holds(run, path, row)), None)
 
 
 def loss_curve(metrics, baselines=None, width=64, height=10):
