@@ -677,7 +677,7 @@ def main(argv):
         if argv:
             print("microgpt: error: options need the workbench (workbench/) beside microgpt.py", file=sys.stderr)
             return 2
-        if sys.implementation.name == "cpython":    # (speed, 10%: a graph has no cycles, so the cyclic garbage
+        if sys.implementation.name != "pypy":       # (speed, 10%: a graph has no cycles, so the cyclic garbage
             gc.disable()                            # collector finds nothing; PyPy's is what frees each graph)
         run(DEFAULTS)
         sys.stdout.flush()                                  # (a reader gone by now is met here, not at exit)

@@ -37,17 +37,18 @@ try:
 except ValueError:                          # (not the main thread: signals are not ours to hold)
     pass
 try:
-    import torch
-    import torch.distributed as dist
-    import torch.nn.functional as F
+    try:
+        import torch
+        import torch.distributed as dist
+        import torch.nn.functional as F
+    except ImportError:                     # (PyTorch's alone: the workbench is imported after)
+        if __name__ == "__main__":
+            print("microgpt_torch: error: PyTorch is not installed; install it with `pip install torch` "
+                  "(microgpt.py needs nothing)", file=sys.stderr)
+            sys.exit(2)
+        raise
     import workbench.program                # (the workbench's run, loaded now rather than on first use)
-except ImportError:
-    if __name__ == "__main__":
-        print("microgpt_torch: error: PyTorch is not installed; install it with `pip install torch` "
-              "(microgpt.py needs nothing)", file=sys.stderr)
-        sys.exit(2)
-    raise
-except KeyboardInterrupt:                   # (raised by the import itself)
+except KeyboardInterrupt:                   # (raised by an import itself)
     held.append(signal.SIGINT)
 finally:
     if holding:

@@ -214,6 +214,18 @@ class TestSignals(SafetyCase):
         self.assertEqual((proc.returncode, err), (143, "microgpt: stopped by SIGTERM\n"))
 
 
+class TestLookingInsideAnotherText(SafetyCase):
+    def test_explain_without_a_text_of_a_data_file_the_model_cannot_read(self):
+        """Bug: --explain with no text takes the first training document of --data; from another file than the
+        model's, with characters it does not know, that was a KeyError traceback."""
+        model = self.checkpoint("model.json")
+        other = write_file(self.tmp, "other.txt", "zürich\nköln\n")
+        status, out, err = run_main("--load", model, "--data", other, "--explain")
+        self.assertEqual(status, 2, err)
+        self.assertRegex(err, r"^microgpt: error: the first training document '\S+' has characters the model does "
+                              r"not know \('\S+'\); give the text to look at: --explain TEXT\n$")
+
+
 class TestTheWorldFails(SafetyCase):
     def test_standard_output_on_a_full_device_is_one_line(self):
         """Bug: the OSError of a print let through: a traceback (or Python's own complaint at exit)."""

@@ -5,6 +5,7 @@ Signals are tried in child processes, with time limits, and in this process wher
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -138,6 +139,29 @@ class TestAStopDuringAnEvaluation(SafetyCase):
         self.assertEqual(strip(b["metrics"]), strip(a["metrics"]))
         self.assertEqual((b["params"], b["adam"], b["rng_state"]), (a["params"], a["adam"], a["rng_state"]))
 
+    def test_the_last_steps_evaluation_given_up_is_done_first_by_a_longer_resumed_run(self):
+        """Bug: the evaluation due at the stopped run's last step (4 of 4, --eval-every 3) skipped when the run is
+        resumed with more steps: step 4 is then neither a multiple of 3 nor the last, and its evaluation was
+        never done (the next one averaged 3 steps' losses, not 2)."""
+        path = os.path.join(self.tmp, "last.json")
+        original, calls = workbench.MicrogptEngine.nll_parts, []
+
+        def ctrl_c_in_step_4s_evaluation(engine, batch):
+            calls.append(len(batch))
+            if len(calls) == 3:                                   # 15 documents: rounds of 8 and 7 at step 3
+                os.kill(os.getpid(), signal.SIGINT)
+            return original(engine, batch)
+
+        with replaced(workbench.MicrogptEngine, "nll_parts", ctrl_c_in_step_4s_evaluation):
+            status, out, err = run_main("--data", self.data, *SMALL, "--steps", 4, "--eval-every", 3, "--eval-docs",
+                                        0, "--val-fraction", 0.5, "--workers", 1, "--samples", 0, "--save", path)
+        self.assertEqual((status, err), (130, ""))
+        self.assertIn("interrupted at step 4 (its evaluation given up", out)
+        status, out, err = run_main("--resume", path, "--steps", 7, "--samples", 0)
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(re.findall(r"^eval +(\d+) \| train loss \d\.\d+ \(mean of (\d+) steps?\)", out, re.M),
+                         [("4", "1"), ("6", "2"), ("7", "1")])
+
     @slow
     def test_sigterm_during_a_long_evaluation_is_honoured_at_once(self):
         """Bug: as above, the SIGTERM of docker stop (SIGKILL 10 s later) waiting for an evaluation of 8,000
@@ -176,6 +200,12 @@ class TestMemory(SafetyCase):
                               f"memory to be made into documents; this process may use 0.0 GB; train on a part of it\n")
         with replaced(workbench.files, "physical_memory", lambda: need):
             self.assertEqual(len(workbench.read_docs(data)[0]), 10000)
+        with replaced(workbench.files, "physical_memory", lambda: 12 * 30000 - 1):     # as a stream: 12 a byte
+            status, out, err = run_main("--data", data, "--text", "--steps", 1)
+            self.assertEqual((status, out), (2, ""))
+            self.assertIn("needs about 0.0 GB of memory to be made into a stream; this process may use", err)
+        with replaced(workbench.files, "physical_memory", lambda: 12 * 30000):
+            self.assertEqual(len(workbench.read_stream(data)[0]), 30000)
 
     @unittest.skipUnless(hasattr(os, "fork"), "a limit set in a child process")
     def test_the_memory_a_process_may_use_is_its_limits(self):
@@ -203,6 +233,6 @@ class TestMemory(SafetyCase):
 
         with replaced(microgpt, "train_step", out_of_memory_at_step_3):
             status, out, err = run_main("--data", self.data, *SMALL, "--steps", 10, "--save", path)
-        self.assertEqual((status, err), (2, f"microgpt: error: out of memory at step 3; saved the last good state "
+        self.assertEqual((status, err), (2, f"microgpt: error: out of memory after step 2; saved the last good state "
                                             f"(step 2) to {path}; choose a smaller model or batch\n"))
         self.assertEqual(workbench.load_checkpoint(path)["step"], 2)

@@ -30,10 +30,11 @@ class TestTheStream(unittest.TestCase):
         stream = "".join(chr(97 + i % 26) for i in range(100))
         windows = text.Windows(stream, 8, seed=7)
         self.assertEqual(len(windows), 92)                              # offsets 0 .. 91 leave 9 characters
-        for i in (0, 1, 500):
+        for i in (0, 1, 91):
             start = random.Random(f"7:{i}").randrange(92)
             self.assertEqual(windows[i], stream[start:start + 9])
         self.assertEqual(windows[3], text.Windows(stream, 8, seed=7)[3])
+        self.assertEqual(len(list(text.Windows("abcdefghij", 4, seed=7))), 6)     # a loop over them ends
         self.assertNotEqual([windows[i] for i in range(5)], [text.Windows(stream, 8, seed=8)[i] for i in range(5)])
 
     def test_the_last_tenth_is_held_out_and_read_once(self):
@@ -154,7 +155,28 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
             out = engine.sample(random.Random(1), 1.0, None, "the owl", 40)
         self.assertEqual((out[:7], len(out)), ("the owl", 47))
         self.assertEqual(seen, [min(7 + i, 8) for i in range(40)])
-        self.assertEqual(engine.sample(random.Random(1), 1.0, None, "", 5).count("\n") <= 5, True)
+        self.assertEqual(len(engine.sample(random.Random(1), 1.0, None, "", 5)), 5)   # (the start's newline not in it)
+
+    def test_the_kv_cache_gives_what_reading_every_position_again_gives(self):
+        """Bug: the cache read on from after the window slid (positions past block_size, or the keys of
+        characters no longer in the window). Weights ten times the first ones, so that what a position reads
+        changes its logits plainly (with the first, small ones, that bug drew the same characters)."""
+        engine = workbench.MicrogptEngine(dict(n_embd=8, n_head=2, n_layer=2, block_size=8),
+                                          text.TextTokenizer.from_docs([POEM]), random.Random(3))
+        engine.set_weights([10 * x for x in workbench.flat(engine.weights())])
+        cached = engine.next_logits
+
+        def again(ids):                                                 # every position read again, each time
+            with microgpt.no_grad():
+                return [z.data for z in microgpt.document_logits(engine.gpt, ids)[-1]]
+
+        for prompt in ("", "the owl", "and sang to a small"):
+            seen = {"cached": [], "again": []}
+            for name, logits in (("cached", cached), ("again", again)):
+                with replaced(engine, "next_logits", lambda ids: seen[name].append(logits(ids)) or seen[name][-1]):
+                    engine.sample(random.Random(5), 1.0, None, prompt, 30)
+            self.assertEqual(len(seen["cached"]), 30)
+            self.assertEqual(seen["cached"], seen["again"])
 
     def test_bad_text_ends_in_one_line(self):
         """Bugs: a one-character file, or a training part no longer than block_size, ending in a traceback (an
@@ -163,6 +185,9 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
         status, out, err = run_main("--data", one, "--text", *SMALL)
         self.assertEqual((status, err), (2, f"microgpt: error: data file {one} has 1 characters; a stream to learn "
                                             f"from needs more\n"))
+        status, out, err = run_main("--data", self.data, "--text", *SMALL, "--explain", "a")
+        self.assertEqual((status, err), (2, "microgpt: error: --explain 'a': with --text a text of one character has "
+                                            "nothing to predict; give at least two\n"))
         short = write_file(self.tmp, "short.txt", "abcdefgh\n")
         status, out, err = run_main("--data", short, "--text", *SMALL)
         self.assertEqual((status, err), (2, "microgpt: error: --text: the 8 characters left for training are fewer "

@@ -69,6 +69,9 @@ def main():
         os.replace(tmp, out)
     except OSError as e:
         fail(f"error: cannot write {out}: {e.strerror}")
+    finally:
+        if os.path.lexists(tmp) and not os.path.islink(tmp):      # (a failed or interrupted write's leftover)
+            os.unlink(tmp)
     print(f"wrote {len(names)} names to {os.path.normpath(out)}: {', '.join(names[:5])}, ...")
 
 

@@ -60,6 +60,8 @@ Its rooms, each one job, none importing another in a circle (each imports only t
 (workbench.main, from workbench import Setting), so a worker process loads only what it needs.
 """
 import importlib
+import signal
+import sys
 
 ROOMS = {
     "common": (
@@ -80,7 +82,7 @@ ROOMS = {
     "files": (
         'Claim', 'EVAL_FIELDS', 'HIDDEN_CONTROLS', 'LOG_COLUMNS', 'MAX_BYTES', 'NOFOLLOW', 'TRAIN_FIELDS', 'best_path',
         'check_output', 'data_memory', 'data_room', 'hidden', 'is_kind', 'leftover', 'printable', 'read_bytes',
-        'read_docs', 'read_stream', 'read_text', 'same_file', 'write_atomically',
+        'read_data', 'read_docs', 'read_stream', 'read_text', 'same_file', 'stream_room', 'write_atomically',
     ),
     "checkpoint": (
         'CHECKPOINT_FORMAT', 'Checked', 'Each', 'MAX_WEIGHT', 'Object', 'Row', 'SHA256', 'check_head', 'check_history',
@@ -105,6 +107,27 @@ ROOMS = {
     ),
 }
 _WHERE = {name: room for room, names in ROOMS.items() for name in names}
+
+
+def main(argv=None, Engine=None, program="microgpt", leader=True, description=None):
+    """program.main, the command line. A Ctrl-C while its rooms load (tens of milliseconds, before program.entry
+    takes the signals over) is held until they have loaded, then ends the run in one line, status 130: let
+    through, it ended in microgpt.py's 'interrupted', and a second one a millisecond later in a traceback."""
+    held, holding = [], False
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+        holding = True
+    except ValueError:                      # (not the main thread: the signals are not ours to hold)
+        pass
+    try:
+        from . import program as room
+    finally:
+        if holding:
+            signal.signal(signal.SIGINT, signal.SIG_IGN if held else previous)
+    if held:
+        print(f"{program}: interrupted", file=sys.stderr)
+        return 130
+    return room.main(argv, Engine, program, leader, description)
 
 
 def __getattr__(name):

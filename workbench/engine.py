@@ -51,6 +51,7 @@ class MicrogptEngine:
                                 rng)
         self.optimizer = microgpt.Adam(self.gpt.params)
         self.n_params = len(self.gpt.params)
+        self.kv = None                                      # a text sample's KV cache (next_logits)
         if state is not None:
             self.set_weights([x for rows in state["params"].values() for row in rows for x in row])
             adam = state["adam"]
@@ -129,15 +130,28 @@ class MicrogptEngine:
         """microgpt.sample; with --text (a TextTokenizer), text.continued: the prefix and `length` characters
         after it (block_size unless given)."""
         if isinstance(self.tokenizer, TextTokenizer):
-            return continued(self.next_logits, self.tokenizer, rng, temperature, top_k, prefix,
-                             length or self.gpt.block_size, self.gpt.block_size)
+            self.kv = None
+            try:
+                return continued(self.next_logits, self.tokenizer, rng, temperature, top_k, prefix,
+                                 length or self.gpt.block_size, self.gpt.block_size)
+            finally:
+                self.kv, self.gpt.w_data = None, None           # (as microgpt.sample lets them go)
         return microgpt.sample(self.gpt, self.tokenizer, rng, temperature, top_k, prefix)
 
     def next_logits(self, ids):
-        """The logits (vocab_size floats) at the last of `ids` (at most block_size token ids), read from the
-        first: microgpt.document_logits, without a graph."""
+        """The logits (vocab_size floats) at the last of `ids` (at most block_size token ids), without a graph.
+        Within one sample, while ids only grow by one, the last call's keys and values are read on from (a KV
+        cache, as microgpt.sample's); once the window slides, every position is read again from the first."""
+        gpt, kv = self.gpt, self.kv
         with microgpt.no_grad():
-            return [z.data for z in microgpt.document_logits(self.gpt, ids)[-1]]
+            if kv and len(ids) == len(kv[0]) + 1 and ids[:-1] == kv[0]:
+                keys, values = kv[1], kv[2]
+                logits = gpt(ids[-1], len(ids) - 1, keys, values)
+            else:
+                keys, values = [[] for _ in range(gpt.n_layer)], [[] for _ in range(gpt.n_layer)]
+                logits = [gpt(token_id, pos_id, keys, values) for pos_id, token_id in enumerate(ids)][-1]
+        self.kv = (list(ids), keys, values)
+        return [z.data for z in logits]
 
     def weights(self):
         return self.gpt.weights()

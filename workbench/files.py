@@ -82,54 +82,60 @@ def printable(c):
     return c == "\t" or (unicodedata.category(c) not in ("Cc", "Cs", "Zl", "Zp") and c not in HIDDEN_CONTROLS)
 
 
+def read_data(path, fix, room):
+    """The whole text of the data file at `path` (read_text, its bytes checked by room before), and its SHA-256
+    (hex). Raises DataError for a character that is not printable() but a newline, naming its line."""
+    text = read_text(path, "data file", fix, room)
+    bad = sorted(c for c in set(text) - {"\n"} if not printable(c))
+    if bad:
+        line = text[:text.index(bad[0])].count("\n") + 1
+        raise DataError(f"data file {shown(path)} line {line} has {shown(bad[0])}, a control character; microgpt "
+                        f"learns printable text: remove it")
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def read_docs(path):
     """microgpt.documents() of the file at `path`, at least one, and the SHA-256 of its text (hex). Raises
     DataError if there is none, a character is not printable(), or the file cannot be read as text."""
-    fix = "pass --data a UTF-8 text file, one document per line"
-    text = read_text(path, "data file", fix, data_room)
-    bad = sorted(c for c in set(text) - {"\n"} if not printable(c))
-    if bad:
-        line = next(i for i, row in enumerate(text.split("\n"), 1) if bad[0] in row)
-        raise DataError(f"data file {shown(path)} line {line} has {shown(bad[0])}, a control character; microgpt "
-                        f"learns printable text: remove it")
+    text, sha256 = read_data(path, "pass --data a UTF-8 text file, one document per line", data_room)
     docs = microgpt.documents(text)
     if not docs:
         raise DataError(f"data file {shown(path)} has no non-blank line; put one document per line")
-    return docs, hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def data_memory(size, lines):
-    """Bytes that making the documents of a data file of `size` bytes in `lines` lines takes at its peak,
-    counted before it is done: the text, its copies as line ends are made one, and each line a string.
-    Measured with tracemalloc: up to 3 bytes a byte of ASCII text, 6 of text far from ASCII (4 bytes a
-    character), and 80 a line."""
-    return 6 * size + 100 * lines
-
-
-def data_room(data, where):
-    """Raise DataError if the documents of a data file (its bytes) would not fit in this process's memory."""
-    lines = data.count(b"\n") + 1
-    need, have = data_memory(len(data), lines), physical_memory()
-    if have and need > have:
-        raise DataError(f"{where} ({len(data) / 1e6:,.0f} MB in {lines:,} lines) needs about {need / 1e9:,.1f} GB "
-                        f"of memory to be made into documents; this process may use {have / 1e9:,.1f} GB; train on "
-                        f"a part of it")
+    return docs, sha256
 
 
 def read_stream(path):
     """The text of the file at `path` as one stream (--text): line ends made \\n, a byte-order mark dropped,
     nothing else changed; and its SHA-256 (hex), as read_docs() gives it. Raises DataError if it has fewer
     than 2 characters, a character that is not printable() but a newline, or cannot be read as text."""
-    fix = "pass --data a UTF-8 text file"
-    text = read_text(path, "data file", fix, data_room)
-    bad = sorted(c for c in set(text) - {"\n"} if not printable(c))
-    if bad:
-        line = text[:text.index(bad[0])].count("\n") + 1
-        raise DataError(f"data file {shown(path)} line {line} has {shown(bad[0])}, a control character; microgpt "
-                        f"learns printable text: remove it")
+    text, sha256 = read_data(path, "pass --data a UTF-8 text file", stream_room)
     if len(text) < 2:
         raise DataError(f"data file {shown(path)} has {len(text)} characters; a stream to learn from needs more")
-    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return text, sha256
+
+
+def data_memory(size, lines, stream=False):
+    """Bytes that making the documents of a data file of `size` bytes in `lines` lines takes at its peak,
+    counted before it is done: the text, its copies as line ends are made one, and each line a string.
+    Measured with tracemalloc: up to 3 bytes a byte of ASCII text, 6 of text far from ASCII (4 bytes a
+    character), and 80 a line. As one stream (--text), 12 a byte: the baselines read it in windows of
+    block_size + 1 characters, each a string (65 MB at the peak for a text of 5.4 MB)."""
+    return 12 * size if stream else 6 * size + 100 * lines
+
+
+def data_room(data, where, stream=False):
+    """Raise DataError if the documents of a data file (its bytes) would not fit in this process's memory."""
+    lines = data.count(b"\n") + 1
+    need, have = data_memory(len(data), lines, stream), physical_memory()
+    if have and need > have:
+        raise DataError(f"{where} ({len(data) / 1e6:,.0f} MB in {lines:,} lines) needs about {need / 1e9:,.1f} GB "
+                        f"of memory to be made into {'a stream' if stream else 'documents'}; this process may use "
+                        f"{have / 1e9:,.1f} GB; train on a part of it")
+
+
+def stream_room(data, where):
+    """data_room for a data file read as one stream (--text)."""
+    data_room(data, where, stream=True)
 
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

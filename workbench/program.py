@@ -30,8 +30,9 @@ def check_memory(Engine, settings, vocab_size, training):
         n = count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
         raise DataError(f"a model of n_embd {settings['n_embd']}, n_layer {settings['n_layer']} and block_size "
                         f"{settings['block_size']} (batch {settings['batch_size']}) has {n:,} parameters and "
-                        f"needs about {need / 1e9:,.1f} GB here" + (f" in {workers} processes" if workers else "") +
-                        f"; this machine has {have / 1e9:,.1f} GB; choose a smaller model or batch" +
+                        f"needs about {need / 1e9:,.1f} GB here" + (f" in {counted(workers, 'process', 'processes')}"
+                                                                     if workers else "") +
+                        f"; this process may use {have / 1e9:,.1f} GB; choose a smaller model or batch" +
                         (" or fewer --workers" if workers else ""))
 
 
@@ -63,6 +64,10 @@ def read_inputs(args, Engine):
         if unknown:
             raise DataError(f"{option} {shown(repr(text))} has characters the model does not know: "
                             f"{shown(repr(''.join(unknown)))}")
+    for option, text in (("--explain", args.explain), ("--gradcheck", args.gradcheck)):
+        if settings["text"] and text is not None and len(text) == 1:     # (no BOS before it: nothing to predict)
+            raise DataError(f"{option} {shown(repr(text))}: with --text a text of one character has nothing to "
+                            f"predict; give at least two")
     if len(settings["prefix"]) >= settings["block_size"] and not settings["text"]:     # (--text: the last block_size)
         raise DataError(f"--prefix is {len(settings['prefix'])} characters; it must be shorter than block_size "
                         f"{settings['block_size']}")
@@ -177,8 +182,9 @@ def build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, clai
     if settings["text"]:                                    # windows drawn from the stream, its end held out
         train_text, val_text = split_stream(docs[0], settings["val_fraction"])
         if len(train_text) <= block_size:
+            fix = ("give --data a longer text" if checkpoint else "lower --block-size or --val-fraction")
             raise DataError(f"--text: the {len(train_text):,} characters left for training are fewer than a window "
-                            f"of block_size + 1 = {block_size + 1}; lower --block-size or --val-fraction")
+                            f"of block_size + 1 = {block_size + 1}; {fix}")
         train_docs, val_docs = Windows(train_text, block_size, settings["seed"]), consecutive(val_text, block_size)
         counted_on = consecutive(train_text, block_size)    # each character of the training text once
     else:
@@ -386,7 +392,7 @@ def ended(run, watch, failure):
         except (OutputError, DataError) as e:
             saved = f"; could not save the last good state either ({e})"
     if isinstance(failure, MemoryError):
-        return DataError(f"out of memory at step {step + 1}{saved}; choose a smaller model or batch")
+        return DataError(f"out of memory after step {step}{saved}; choose a smaller model or batch")
     if isinstance(failure, FloatingPointError):
         return DataError(f"training stopped at step {step + 1}: {failure}{saved}; try a lower --lr or --grad-clip")
     if isinstance(failure, BrokenPipeError):
@@ -449,6 +455,10 @@ def look_inside(run):
     inside = importlib.import_module(run.Engine.inside)
     settings, args = run.settings, run.args
     doc = (args.explain if args.explain is not None else args.gradcheck) or run.train_docs[0]
+    unknown = sorted(set(doc) - set(run.tokenizer.chars))
+    if unknown:                             # (the first document of another --data than the model's)
+        raise DataError(f"the first training document {shown(repr(doc))} has characters the model does not know "
+                        f"({shown(repr(''.join(unknown)))}); give the text to look at: --explain TEXT")
     if args.gradcheck is not None:
         printer = GradcheckPrinter(run, doc)
         return print_verdict(run, inside.gradcheck(run.engine, doc, random.Random(settings["seed"]), printer))

@@ -36,6 +36,8 @@ class Windows:
         return self.n
 
     def __getitem__(self, i):
+        if not 0 <= i < self.n:                 # (microgpt.train's walk wraps; a loop over them ends)
+            raise IndexError(f"window {i} of {self.n}")
         start = random.Random(f"{self.seed}:{i}").randrange(self.n)
         return self.stream[start:start + self.width]
 

@@ -171,7 +171,8 @@ class Watch:
         """Whether the step the run is at should have been evaluated and was not: a stop gave its evaluation up
         (evaluation), and the run resumed from it does it before its next step, as if never stopped."""
         n, every = self.step_done, self.settings["eval_every"]
-        return bool(self.losses_since_eval) and n > 0 and (n % every == 0 or n == self.settings["steps"])
+        last = self.settings["steps"], self.run.checkpoint and self.run.checkpoint["settings"]["steps"]
+        return bool(self.losses_since_eval) and n > 0 and (n % every == 0 or n in last)    # (its run's last too)
 
     def on_step(self, step, loss, lr, grad_norm, batch):
         self.step_done = step + 1

@@ -18,6 +18,7 @@ import time
 
 import microgpt
 from .common import flat, physical_memory, shown
+from .engine import COLLECTOR_OFF
 
 
 def memory_available(Engine, settings):
@@ -49,7 +50,7 @@ def worker_main():
     nll_parts), or the error that stopped it. Stdin's end, which comes however the run's process ended
     (killed included), ends it. It has a session of its own, so a terminal's Ctrl-C and a signal to the
     run's process group reach only the run, which finishes its step and closes the pipes."""
-    if sys.implementation.name != "pypy":   # as MicrogptEngine.train does (COLLECTOR_OFF): no cycle to collect
+    if COLLECTOR_OFF:                       # as MicrogptEngine.train does: under CPython, no cycle to collect
         gc.disable()
     parent = os.getppid()
 
