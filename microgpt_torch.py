@@ -28,15 +28,9 @@ import workbench
 from workbench import DataError, Setting
 from workbench.text import TextTokenizer, continued
 
-# Ctrl-C in the seconds PyTorch (and the workbench's program) take to import is held until they are imported:
-# interrupted inside an import, Python's import machinery can end in another error (a RecursionError).
-held, holding = [], False
-try:
-    ctrl_c = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-    holding = True
-except ValueError:                          # (not the main thread: signals are not ours to hold)
-    pass
-try:
+# Ctrl-C in the seconds PyTorch (and the workbench's program) take to import is held until they are imported
+# (workbench.HeldCtrlC): interrupted inside an import, Python's import machinery can end in another error.
+with workbench.HeldCtrlC(ending=__name__ == "__main__") as ctrl_c:
     try:
         import torch
         import torch.distributed as dist
@@ -48,12 +42,7 @@ try:
             sys.exit(2)
         raise
     import workbench.program                # (the workbench's run, loaded now rather than on first use)
-except KeyboardInterrupt:                   # (raised by an import itself)
-    held.append(signal.SIGINT)
-finally:
-    if holding:
-        signal.signal(signal.SIGINT, signal.SIG_IGN if held and __name__ == "__main__" else ctrl_c)
-if held:
+if ctrl_c.held:
     if __name__ != "__main__":
         raise KeyboardInterrupt
     print("microgpt_torch: interrupted", file=sys.stderr)

@@ -58,6 +58,27 @@ class TestASecondSignal(SafetyCase):
         self.assertEqual((status, err, len(drawn)), (130, "microgpt: interrupted\n", 1))
         self.assertNotIn("sample  1", out)
 
+    def test_a_ctrl_c_while_the_program_loads_is_held(self):
+        """Bugs: a Ctrl-C during the imports before program.entry (the workbench's rooms, PyTorch) let through
+        (a second one then a traceback); a KeyboardInterrupt the block raised itself let through; SIGINT put back
+        after one came, when the program is ending; or left ignored when it is not (the twin imported as a
+        module)."""
+        before = signal.getsignal(signal.SIGINT)
+        try:
+            with workbench.HeldCtrlC() as ctrl_c:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.01)
+            self.assertEqual((ctrl_c.held, signal.getsignal(signal.SIGINT)), (True, signal.SIG_IGN))
+            signal.signal(signal.SIGINT, before)
+            with workbench.HeldCtrlC(ending=False) as ctrl_c:
+                raise KeyboardInterrupt
+            self.assertEqual((ctrl_c.held, signal.getsignal(signal.SIGINT)), (True, before))
+            with workbench.HeldCtrlC() as ctrl_c:
+                pass
+            self.assertEqual((ctrl_c.held, signal.getsignal(signal.SIGINT)), (False, before))
+        finally:
+            signal.signal(signal.SIGINT, before)
+
     def twice(self, argv, after, wait=0.0, script=SCRIPT):
         """Run script with argv, wait for a line starting with `after` (and `wait` seconds more), send Ctrl-C
         twice 1 ms apart: (status, stdout, stderr), and no claim or temporary file left behind."""

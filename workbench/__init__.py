@@ -109,22 +109,41 @@ ROOMS = {
 _WHERE = {name: room for room, names in ROOMS.items() for name in names}
 
 
+class HeldCtrlC:
+    """`with HeldCtrlC() as ctrl_c:` a Ctrl-C during the block (imports, before program.entry takes the signals
+    over) is held rather than raised, as is a KeyboardInterrupt the block raises itself: interrupted, Python's
+    import machinery can end in another error (a RecursionError), and a second Ctrl-C in a traceback.
+    Afterwards ctrl_c.held says whether one came; SIGINT is then left ignored (the program is ending) if
+    `ending`, else put back. Outside the main thread the signals are not ours: nothing is held."""
+
+    def __init__(self, ending=True):
+        self.ending, self.held, self.holding = ending, False, False
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self.hold)
+            self.holding = True
+        except ValueError:
+            pass
+        return self
+
+    def hold(self, signum, frame):
+        self.held = True
+
+    def __exit__(self, kind, value, traceback):
+        self.held = self.held or kind is KeyboardInterrupt
+        if self.holding:
+            signal.signal(signal.SIGINT, signal.SIG_IGN if self.held and self.ending else self.previous)
+        return kind is KeyboardInterrupt
+
+
 def main(argv=None, Engine=None, program="microgpt", leader=True, description=None):
     """program.main, the command line. A Ctrl-C while its rooms load (tens of milliseconds, before program.entry
     takes the signals over) is held until they have loaded, then ends the run in one line, status 130: let
     through, it ended in microgpt.py's 'interrupted', and a second one a millisecond later in a traceback."""
-    held, holding = [], False
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-        holding = True
-    except ValueError:                      # (not the main thread: the signals are not ours to hold)
-        pass
-    try:
+    with HeldCtrlC() as ctrl_c:
         from . import program as room
-    finally:
-        if holding:
-            signal.signal(signal.SIGINT, signal.SIG_IGN if held else previous)
-    if held:
+    if ctrl_c.held:
         print(f"{program}: interrupted", file=sys.stderr)
         return 130
     return room.main(argv, Engine, program, leader, description)
