@@ -16,7 +16,7 @@ from .files import Claim, best_path, check_output, hidden, read_docs, read_strea
 from .text import TextTokenizer, Windows, consecutive, split_stream
 from .checkpoint import MAX_WEIGHT, checkpoint_text, load_checkpoint
 from .workers import WorkerError, memory_available, workers_of
-from .watch import (Console, CsvLog, GradcheckPrinter, Stop, Watch, best_so_far, holds, kept_best, loss_curve,
+from .watch import (Console, CsvLog, GradcheckPrinter, Stop, Watch, best_so_far, kept_best, loss_curve,
                     print_explanation, print_verdict, standing, stop_signals)
 
 
@@ -274,22 +274,22 @@ def print_header(run):
         log(f"the best model by validation loss is kept in {shown(run.best_path)} as the run goes" + (
             f", once one beats the best so far (val loss {best['val_loss']:.4f} at step {best['step']}, in "
             f"{shown(where)})" if where and not same_file(where, run.best_path) else ""))
-        replaced = best_replaced(run, best)
+        replaced = best_replaced(run, best, where)
         if replaced:
             log(replaced)
     if getattr(run.engine, "about", None):
         log(run.engine.about)
 
 
-def best_replaced(run, best):
+def best_replaced(run, best, where):
     """The line that says the run's best file holds a model the run will replace (another run's), or None:
-    nothing there, or this run's own best so far (`best`, its history's row, or None), which only a better
-    model replaces."""
+    nothing there, or this run's own best so far (`best`, its history's row, or None; kept in `where`,
+    kept_best's answer), which only a better model replaces."""
+    if where and same_file(where, run.best_path):
+        return None
     try:
         held = load_checkpoint(run.best_path, run.Engine)
     except DataError:
-        return None
-    if best and holds(run, run.best_path, best):
         return None
     rows = [row for row in held["metrics"]["eval"] if row["step"] == held["step"] and row["val_loss"] is not None]
     loss = f", val loss {rows[-1]['val_loss']:.4f}" if rows else ""

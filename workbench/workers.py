@@ -165,9 +165,10 @@ class Workers:
     def answer(self, process):
         """A worker's answer, read as it comes; if a stop was asked for (Ctrl-C, SIGTERM) and the worker has
         sent nothing for GRACE seconds since (stopped, or stuck: before its answer or inside it), WorkerError."""
-        fd, since = process.stdout.fileno(), [None]
+        fd, since = process.stdout.fileno(), None
 
         def read(n):                                # (the pipe's own bytes: its buffered reader is never used)
+            nonlocal since
             chunks, left = [], n
             while left:
                 if select.select([fd], [], [], 0.25)[0]:
@@ -176,10 +177,10 @@ class Workers:
                         break                       # its end: read_message says so
                     chunks.append(chunk)
                     left -= len(chunk)
-                    since[0] = None
+                    since = None
                 elif self.stop is not None and self.stop.requested:
-                    since[0] = since[0] or time.monotonic()
-                    if time.monotonic() - since[0] > self.GRACE:
+                    since = since or time.monotonic()
+                    if time.monotonic() - since > self.GRACE:
                         raise WorkerError(f"worker process {process.pid} did not answer within {self.GRACE} s of "
                                           f"the stop")
             return b"".join(chunks)
