@@ -138,6 +138,7 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
         ids = text.TextTokenizer.from_docs([POEM]).encode("boat,\nthey")
         self.assertIn(f"explain 'boat,\\nthey' (model at step 0), in the training text: tokens {ids}; ", out)
         self.assertEqual(len(re.findall(r"^ +\d+ \| ", out, re.M)), 8)          # block_size 8 of its 9 targets
+        self.assertRegex(out, r"\n +0 \| +'b' \( ?\d+\) \| +'o' \( ?\d+\) \|")    # the text's first character first
 
     def test_samples_continue_the_prompt_and_never_draw_bos(self):
         """Bugs: a sample stopped at block_size (the KV lists' end) or at a drawn BOS; the prompt not kept;
