@@ -115,8 +115,8 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
         documents = os.path.join(self.tmp, "documents.json")
         self.assertEqual(run_main("--data", self.data, *SMALL, "--steps", 1, "--save", documents)[0], 0)
         status, out, err = run_main("--resume", documents, "--text", "--steps", 2)
-        self.assertEqual((status, err), (2, f"microgpt: error: checkpoint {documents} has text None, not True; leave "
-                                            f"out --text or train a new model\n"))
+        self.assertEqual((status, err), (2, f"microgpt: error: checkpoint {documents} was trained without --text; "
+                                            f"leave out --text or train a new model\n"))
         status, out, err = run_main("--load", whole, "--samples", 1, "--max-new-tokens", 30, "--prefix", "the owl")
         self.assertEqual((status, err), (0, ""))
         self.assertEqual(len(out.split("sample  1:\n")[1].rstrip("\n")), len("the owl") + 30)

@@ -12,7 +12,7 @@ from .engine import MicrogptEngine
 
 class Setting:
     """One setting of a run. name: its key (the option is --name with dashes); default (None: off);
-    kind: int, float or str; rule: (test, words) a value must pass; group: what it belongs to (GROUPS);
+    kind: int, float, str or bool (a flag); rule: (test, words) a value must pass; group: what it belongs to (GROUPS);
     help: one line for --help; metavar: its value's name there; shown: what --help says the default is,
     where the value alone does not say it; const: the value of the option given without one (--explain
     alone); choices: the only values it may take."""
@@ -223,8 +223,9 @@ def resolve_settings(args, checkpoint, path, Engine):
         given = getattr(args, s.name)
         taken = s.name in saved and s.name not in WRITTEN and (args.resume or s.group in LOADED)
         if given is not None and taken and s.group in FIXED and given != saved[s.name]:
-            raise DataError(f"checkpoint {path} has {s.name} {saved[s.name]}, not {given}; leave out "
-                            f"{s.option} or train a new model")
+            had = (f"was trained {'with' if saved[s.name] else 'without'} {s.option}" if s.kind is bool else
+                   f"has {s.name} {saved[s.name]}, not {given}")    # (a flag's value says nothing: None, True)
+            raise DataError(f"checkpoint {path} {had}; leave out {s.option} or train a new model")
         settings[s.name] = given if given is not None else saved[s.name] if taken else s.default
     if args.data is None and not (checkpoint and "data" in saved):      # names.txt beside the program
         settings["data"] = os.path.join(os.path.dirname(os.path.abspath(microgpt.__file__)), settings["data"])
