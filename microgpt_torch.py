@@ -235,10 +235,11 @@ class Engine:
             f", {self.world} processes, each a share of every batch" if self.world > 1 else "")
 
     @staticmethod
-    def memory_needed(settings, vocab_size, training):
-        """Bytes for the weights, gradients, Adam's moments and one batch's activations (a generous count)."""
+    def memory_needed(settings, vocab_size, training, positions=None):
+        """Bytes for the weights, gradients, Adam's moments and one batch's activations (a generous count), a batch
+        padded to `positions` (None: block_size), the most positions a document is read at."""
         n = workbench.count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
-        B, T, C = settings["batch_size"], settings["block_size"], settings["n_embd"]
+        B, T, C = settings["batch_size"], positions or settings["block_size"], settings["n_embd"]
         floats = 4 * n + B * T * (settings["n_layer"] * (16 * C + 3 * settings["n_head"] * T) + 3 * vocab_size)
         return floats * torch.finfo(getattr(torch, settings["dtype"])).bits // 8
 

@@ -2,6 +2,8 @@
 a stop during an evaluation is honoured at once and the resumed run does the evaluation first; the data is
 counted against the memory before it is read into documents, and out of memory in training saves the run.
 Signals are tried in child processes, with time limits, and in this process where a test plants them."""
+import builtins
+import io
 import json
 import os
 import random
@@ -238,7 +240,22 @@ class TestMemory(SafetyCase):
         r = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True, timeout=60,
                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
         self.assertEqual((r.returncode, r.stderr), (0, ""))
-        self.assertEqual(int(r.stdout), min(limit, workbench.physical_memory()))
+        if (workbench.physical_memory() or 0) < 2 * limit:    # (what is free moves: then the limit may not bind)
+            self.skipTest("less than 6 GB of memory free here")
+        self.assertEqual(int(r.stdout), limit)
+
+    def test_the_memory_a_process_may_use_is_what_is_free_now(self):
+        """Bug: the machine's whole memory taken for what a run may use while other processes hold most of it:
+        the check passes, and the system kills the run (status 137, nothing said)."""
+        real_open = open
+
+        def meminfo(path, *args, **kwargs):             # Linux's account: 1,000 kB free of 64 GB
+            if path == "/proc/meminfo":
+                return io.StringIO("MemTotal:       67108864 kB\nMemFree:            900 kB\nMemAvailable:       "
+                                   "1000 kB\n")
+            return real_open(path, *args, **kwargs)
+        with replaced(builtins, "open", meminfo):
+            self.assertEqual(workbench.physical_memory(), 1000 * 1024)
 
     def test_out_of_memory_while_training_saves_the_last_good_state_in_one_line(self):
         """Bugs: a MemoryError in training let through (a traceback, the run's steps lost); or caught only at the

@@ -8,6 +8,11 @@ import unittest
 
 from support import FewNamesCase, microgpt, replaced, run_main, spy, workbench, write_file
 
+try:
+    import tracemalloc
+except ImportError:                     # (PyPy has none)
+    tracemalloc = None
+
 text = workbench.text
 SMALL = ["--n-embd", 8, "--n-head", 2, "--block-size", 8, "--eval-every", 3, "--eval-docs", 0, "--samples", 0]
 # Six lines of a poem, 211 characters with their newlines: a stream to learn from, not a list of names.
@@ -178,6 +183,34 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
                     engine.sample(random.Random(5), 1.0, None, prompt, 30)
             self.assertEqual(len(seen["cached"]), 30)
             self.assertEqual(seen["cached"], seen["again"])
+
+    def test_a_windows_graph_grows_with_its_cube_and_a_run_too_big_is_refused_first(self):
+        """Bugs: the memory estimate linear in block_size (a --text run at block_size 1,000 needed 24 GB against an
+        estimate of 0.56 and was killed by the system, saying nothing); documents counted at block_size when each
+        is shorter (a names run at block_size 256 refused for graphs of at most 7 positions)."""
+        if tracemalloc is not None:                             # one window's graph, measured and estimated
+            tokenizer, engine = text.TextTokenizer.from_docs([POEM]), workbench.MicrogptEngine
+            gpt = microgpt.GPT(tokenizer.vocab_size, 8, 2, 1, 96, random.Random(0))
+            tracemalloc.start()
+            with microgpt.Tape() as tape:
+                loss = microgpt.total(microgpt.document_losses(gpt, tokenizer.encode(POEM[:97])))
+            tape.backward(loss)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            settings = dict(n_embd=8, n_head=2, n_layer=1, block_size=96, batch_size=1)
+            graph = engine.memory_needed(settings, 28, True) - engine.memory_needed(settings, 28, False)
+            self.assertTrue(0.9 * peak <= graph <= 1.5 * peak, (peak, graph))     # 34.7 MB measured, 36.2 guessed
+        poem, names, saved = (write_file(self.tmp, "long.txt", POEM * 3), os.path.join(self.tmp, "names.txt"),
+                              os.path.join(self.tmp, "m.json"))
+        big = ["--n-embd", 8, "--n-head", 2, "--block-size", 256, "--steps", 1, "--samples", 0, "--save", saved]
+        with replaced(workbench.workers, "physical_memory", lambda: 300e6):
+            status, out, err = run_main("--data", poem, "--text", *big)
+            said = ("microgpt: error: a model of n_embd 8, n_layer 1 and block_size 256 (batch 1) has 3,264 parameters "
+                    "and needs about 0.5 GB here; this process may use 0.3 GB; choose a smaller block_size, model or "
+                    "batch\n")
+            self.assertEqual((status, err), (2, said))
+            self.assertFalse(os.path.exists(saved))             # refused before anything was written
+            self.assertEqual(run_main("--data", names, *big)[0], 0)
 
     def test_bad_text_ends_in_one_line(self):
         """Bugs: a one-character file, or a training part no longer than block_size, ending in a traceback (an

@@ -13,7 +13,8 @@ The engine interface. An engine is a class (MicrogptEngine below, microgpt_torch
       a model sized by the settings n_embd, n_head, n_layer, block_size (and the engine's own options),
       its first weights drawn from rng as microgpt.GPT draws them, and its optimizer; state, if given, is
       what state() returned (from a checkpoint), put in their place
-  Engine.memory_needed(settings, vocab_size, training) -> bytes, from the settings alone
+  Engine.memory_needed(settings, vocab_size, training, positions=None) -> bytes, from the settings and
+      the most positions a document is read at (None: block_size)
   Engine.memory_available(settings) -> bytes, or None for this machine's memory
   engine.n_params
   engine.train(docs, start_step, on_step, settings)
@@ -65,8 +66,8 @@ import sys
 
 ROOMS = {
     "common": (
-        'DataError', 'OutputError', 'Stopped', 'counted', 'flat', 'format_seconds', 'physical_memory', 'scored',
-        'shown',
+        'DataError', 'OutputError', 'Stopped', 'counted', 'flat', 'format_seconds', 'physical_memory',
+        'positions_read', 'scored', 'shown',
     ),
     "text": (
         'TextTokenizer', 'Windows', 'consecutive', 'continued', 'split_stream',

@@ -54,10 +54,26 @@ def scored(docs, block_size):
     return [doc[:block_size + 1] for doc in docs]
 
 
+def positions_read(docs, settings):
+    """The most positions a document is read at: block_size with --text (every window is whole), else the
+    longest document's characters and its BOS, cut to block_size. What a graph's memory grows with."""
+    if settings["text"]:
+        return settings["block_size"]
+    return min(settings["block_size"], max(map(len, docs), default=0) + 1)
+
+
 def physical_memory():
     """Bytes of memory this process may use: the machine's, or less where a limit says so (the address space
-    of `ulimit -v`; a container's cgroup memory.max); None where the system says nothing."""
+    of `ulimit -v`; a container's cgroup memory.max) or where other processes hold some now (Linux's
+    MemAvailable); None where the system says nothing."""
     amounts = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    amounts.append(int(line.split()[1]) * 1024)         # (in kB)
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         amounts.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):

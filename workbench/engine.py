@@ -58,11 +58,18 @@ class MicrogptEngine:
             self.optimizer.t, self.optimizer.m, self.optimizer.v = adam["t"], list(adam["m"]), list(adam["v"])
 
     @staticmethod
-    def memory_needed(settings, vocab_size, training):
-        """Bytes for the model (and, to train, a graph and a batch), from the settings alone; measured with
-        tracemalloc: ~185 a parameter (Value, float, Adam's m, v), ~60 a parameter and position in a graph."""
+    def memory_needed(settings, vocab_size, training, positions=None):
+        """Bytes for the model (and, to train, one document's graph and a batch), from the settings and the most
+        positions a document is read at (None: block_size). Measured with tracemalloc: ~185 a parameter (Value,
+        float, Adam's m, v); in a graph, ~60 a parameter and position, and ~14 a layer and head times the
+        positions cubed: at position t each of a head's t + 1 attention weights keeps t + 1 local derivatives
+        (microgpt.softmax), a float of 32 bytes each, T^3 / 3 of them over T positions (12 by tracemalloc, 14 in
+        the process's resident memory: 1.9 GB at T = 400, 6.2 GB at 600, with 2 heads). At block_size 16 that
+        is 0.2 MB; at 1,000 (--text reads every window whole), 14 GB a head."""
+        T = positions or settings["block_size"]
         n = count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
-        return n * 200 + (n * 60 * settings["block_size"] + settings["batch_size"] * 200 if training else 0)
+        graph = n * 60 * T + 14 * settings["n_layer"] * settings["n_head"] * T ** 3
+        return n * 200 + (graph + settings["batch_size"] * 200 if training else 0)
 
     memory_available = staticmethod(lambda settings: None)      # None: the machine's own
 

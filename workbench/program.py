@@ -9,7 +9,7 @@ import signal
 import sys
 
 import microgpt
-from .common import DataError, OutputError, Stopped, counted, scored, shown
+from .common import DataError, OutputError, Stopped, counted, positions_read, scored, shown
 from .engine import MicrogptEngine, count_parameters
 from .settings import WRITTEN, kept, parse_args, resolve_settings
 from .files import Claim, best_path, check_output, hidden, read_docs, read_stream, same_file, write_atomically
@@ -20,20 +20,21 @@ from .watch import (Console, CsvLog, GradcheckPrinter, Stop, Watch, best_so_far,
                     print_explanation, print_verdict, standing, stop_signals)
 
 
-def check_memory(Engine, settings, vocab_size, training):
-    """Raise DataError, before anything is allocated, if the engine says the model (and, to train, a step)
-    needs more memory than there is."""
-    workers = training and settings.get("workers")          # each process holds a model: --workers given
-    need = Engine.memory_needed(settings, vocab_size, training) * (workers or 1)
+def check_memory(Engine, settings, vocab_size, training, graph, positions):
+    """Raise DataError, before anything is allocated, if the engine says the model (and, where a graph is built
+    to train or to look inside, one document's graph of `positions` positions) needs more memory than there is."""
+    workers = training and settings.get("workers") or 1     # each process holds a model: --workers given
+    need = Engine.memory_needed(settings, vocab_size, graph, positions) * workers
     have = memory_available(Engine, settings)
     if have and need > have:
         n = count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
+        smaller = "block_size, model or batch" if training else "block_size or model"
         raise DataError(f"a model of n_embd {settings['n_embd']}, n_layer {settings['n_layer']} and block_size "
-                        f"{settings['block_size']} (batch {settings['batch_size']}) has {n:,} parameters and "
-                        f"needs about {need / 1e9:,.1f} GB here" + (f" in {counted(workers, 'process', 'processes')}"
-                                                                     if workers else "") +
-                        f"; this process may use {have / 1e9:,.1f} GB; choose a smaller model or batch" +
-                        (" or fewer --workers" if workers else ""))
+                        f"{settings['block_size']}" + (f" (batch {settings['batch_size']})" if training else "") +
+                        f" has {n:,} parameters and needs about {need / 1e9:,.1f} GB here" +
+                        (f" in {workers} processes" if workers > 1 else "") + f"; this process may use "
+                        f"{have / 1e9:,.1f} GB; choose a smaller {smaller}" +
+                        (" or fewer --workers" if workers > 1 else ""))
 
 
 def read_inputs(args, Engine):
@@ -165,7 +166,8 @@ def prepare(args, Engine, leader=True, log=print):
     DataError for bad input."""
     checkpoint, settings, docs, tokenizer, sha256 = read_inputs(args, Engine)
     training = not args.load and args.explain is None and args.gradcheck is None
-    check_memory(Engine, settings, tokenizer.vocab_size, training)
+    graph = training or args.explain is not None or args.gradcheck is not None      # a backward pass to keep
+    check_memory(Engine, settings, tokenizer.vocab_size, training, graph, positions_read(docs, settings))
     claims = claim_outputs(args, settings) if training and leader else []
     try:
         return build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims, training and leader)
