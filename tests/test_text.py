@@ -98,9 +98,11 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
     def test_a_checkpoint_says_its_mode_and_a_resume_goes_on_exactly(self):
         """Bugs: the mode not kept (a resumed or loaded text model read as documents: 'chars has \\n'); a
         documents checkpoint resumed with --text (another split of the same file); the resumed run drawing
-        other windows than the whole run."""
+        other windows than the whole run; its header promising the loss at initialisation of a model at step 3."""
         whole, half = (os.path.join(self.tmp, name) for name in ("whole.json", "half.json"))
-        self.assertEqual(run_main("--data", self.data, "--text", *SMALL, "--steps", 6, "--save", whole)[0], 0)
+        status, out, err = run_main("--data", self.data, "--text", *SMALL, "--steps", 6, "--save", whole)
+        self.assertEqual(status, 0)
+        self.assertIn("loss at initialisation should be near ln(vocab_size) = 3.3322\n", out)     # ln 28
         original, steps = microgpt.train_step, []
 
         def ctrl_c_after_3(*args):
@@ -114,6 +116,7 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
         self.assertEqual(workbench.load_checkpoint(half)["step"], 3)
         status, out, err = run_main("--resume", half)
         self.assertEqual((status, err), (0, ""))
+        self.assertNotIn("loss at initialisation", out)         # (a model at step 3: its initialisation is past)
         a, b = (workbench.load_checkpoint(path) for path in (whole, half))
         self.assertIs(a["settings"]["text"], True)
         self.assertEqual((b["params"], b["adam"]), (a["params"], a["adam"]))

@@ -252,7 +252,7 @@ def print_header(run):
     log(f"parameters: {run.engine.n_params:,} (n_embd {settings['n_embd']}, n_head {settings['n_head']}, n_layer "
         f"{settings['n_layer']}, block_size {settings['block_size']})")
     training = not run.args.load
-    if training:
+    if training and run.step == 0:                          # (a resumed model is past its initialisation)
         log(f"loss at initialisation should be near ln(vocab_size) = {math.log(run.tokenizer.vocab_size):.4f}")
     n_cut = 0 if text else sum(len(doc) + 1 > settings["block_size"] for doc in run.docs)
     if n_cut and training:

@@ -85,7 +85,7 @@ SETTINGS = [
             metavar=None),
     Setting("workers", None, int, (lambda v: 1 <= v <= 256, "from 1 to 256"), "machine", "processes that share "
             "each batch's documents and each evaluation's, with the same results whatever their number",
-            shown="this machine's cores, at most 8"),
+            shown="this machine's cores, at most 8; under PyPy a batch only when given"),
     Setting("samples", D["samples"], int, AT_LEAST_0, "sampling", "documents to generate"),
     Setting("temperature", D["temperature"], float, ABOVE_0, "sampling", "sampling temperature > 0", "X"),
     Setting("top_k", D["top_k"], int, AT_LEAST_1, "sampling", "sample only from the k most likely tokens",
