@@ -220,7 +220,7 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
         empty randrange) rather than one line."""
         one = write_file(self.tmp, "one.txt", "a")
         status, out, err = run_main("--data", one, "--text", *SMALL)
-        self.assertEqual((status, err), (2, f"microgpt: error: data file {one} has 1 characters; a stream to learn "
+        self.assertEqual((status, err), (2, f"microgpt: error: data file {one} has 1 character; a stream to learn "
                                             f"from needs more\n"))
         status, out, err = run_main("--data", self.data, "--text", *SMALL, "--explain", "a")
         self.assertEqual((status, err), (2, "microgpt: error: --explain 'a': with --text a text of one character has "

@@ -12,7 +12,7 @@ except ImportError:
     fcntl = None
 
 import microgpt
-from .common import DataError, OutputError, physical_memory, shown
+from .common import DataError, OutputError, counted, physical_memory, shown
 
 
 # The metrics rows a run keeps (in its checkpoint) and logs (in its CSV), field by field.
@@ -110,7 +110,8 @@ def read_stream(path):
     than 2 characters, a character that is not printable() but a newline, or cannot be read as text."""
     text, sha256 = read_data(path, "pass --data a UTF-8 text file", stream_room)
     if len(text) < 2:
-        raise DataError(f"data file {shown(path)} has {len(text)} characters; a stream to learn from needs more")
+        raise DataError(f"data file {shown(path)} has {counted(len(text), 'character')}; a stream to learn from needs "
+                        f"more")
     return text, sha256
 
 

@@ -324,7 +324,8 @@ def checkpoint_notes(run):
                          f"{shown(saved['log'])} to go on with it")
     if run.checkpoint["data_sha256"] not in (None, run.data_sha256):
         notes.append(f"  the data file {shown(settings['data'])} is not the text the checkpoint was trained on (its "
-                     f"SHA-256 differs): the documents, their order and split are this file's" +
+                     f"SHA-256 differs): " + ("the text and its split are this file's" if settings["text"] else
+                                              "the documents, their order and split are this file's") +
                      (f"; its validation history starts again at step {run.step} (its validation losses were "
                       f"another text's)" if run.args.resume else ""))
     return notes
@@ -452,14 +453,15 @@ def sample_run(run):
 
 
 def look_inside(run):
-    """--explain DOC or --gradcheck DOC (default: the first training document), through the engine's inside
+    """--explain DOC or --gradcheck DOC (default: the first training document, or window), through the engine's inside
     module. Returns the exit status: 0, or 1 if the gradient check fails."""
     inside = importlib.import_module(run.Engine.inside)
     settings, args = run.settings, run.args
     doc = (args.explain if args.explain is not None else args.gradcheck) or run.train_docs[0]
     unknown = sorted(set(doc) - set(run.tokenizer.chars))
     if unknown:                             # (the first document of another --data than the model's)
-        raise DataError(f"the first training document {shown(repr(doc))} has characters the model does not know "
+        first = "window" if settings["text"] else "document"
+        raise DataError(f"the first training {first} {shown(repr(doc))} has characters the model does not know "
                         f"({shown(repr(''.join(unknown)))}); give the text to look at: --explain TEXT")
     if args.gradcheck is not None:
         printer = GradcheckPrinter(run, doc)

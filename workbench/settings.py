@@ -46,7 +46,7 @@ SETTINGS = [
             "samples continue a prompt (--prefix)", metavar=None),
     Setting("seed", D["seed"], int, ANY, "split", "random seed; one seed, one run"),
     Setting("val_fraction", D["val_fraction"], float, (lambda v: 0 <= v < 1, "at least 0 and less than 1"),
-            "split", "share of documents held out for validation, in [0, 1)", "X"),
+            "split", "share of documents (with --text, the stream's end) held out for validation, in [0, 1)", "X"),
     Setting("n_embd", D["n_embd"], int, AT_LEAST_1, "model", "embedding width"),
     Setting("n_head", D["n_head"], int, AT_LEAST_1, "model", "attention heads; must divide n_embd"),
     Setting("n_layer", D["n_layer"], int, AT_LEAST_1, "model", "transformer layers"),
