@@ -492,6 +492,17 @@ class TestSmallThings(WatchCase):
         self.assertIn("cut: 2 documents are longer than block_size 8 allows and train on their first 8 positions "
                       "only; --block-size 4 would hold 99% of the documents whole, 21 every one\n", out)
 
+    def test_the_curve_fits_80_columns_with_the_baselines_names(self):
+        """Bug: a grid of 64 columns whatever its labels: the row of 'unigram 2.85' 85 characters wide, so an
+        80-column terminal wraps the name onto the next row and the picture falls apart."""
+        rows = [{"step": i, "loss": 3.3 - i / 500} for i in range(1, 501)]          # 3.3 down to 2.3
+        baselines = {"uniform": 3.2958, "unigram": 2.8454, "bigram": 2.4866}
+        lines = workbench.loss_curve({"train": rows, "eval": []}, baselines)
+        self.assertEqual(max(map(len, lines)), 80)                  # 8 + 59 + 1 + len("unigram 2.85")
+        self.assertEqual(lines[-2], "       +" + "-" * 59)
+        self.assertEqual(len(next(line for line in lines if line.endswith("- unigram 2.85"))), 80)
+        self.assertEqual(workbench.loss_curve({"train": rows, "eval": []})[-2], "       +" + "-" * 64)   # none
+
     def test_a_curve_of_losses_near_a_floats_largest(self):
         """Bug: the running sums of losses of 1.7e308 (a resumed checkpoint's history) overflowing to inf and
         inf - inf, and the curve's int(NaN) a traceback after the run was saved."""

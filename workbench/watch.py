@@ -403,10 +403,11 @@ def kept_best(run, row):
     return next((path for path in candidates if path and holds(run, path, row)), None)
 
 
-def loss_curve(metrics, baselines=None, width=64, height=10):
+def loss_curve(metrics, baselines=None, width=None, height=10):
     """The run's loss curve as text lines: '.' is the training loss, smoothed by a running mean over
     about a twentieth of the run and averaged per column; 'o' is a validation loss; '-' rows mark the
-    baselines' losses (the bigram always, the others where they fall in the picture)."""
+    baselines' losses (the bigram always, the others where they fall in the picture). width: the grid's
+    columns; by default at most 64, and few enough that a row fits 80 columns with a baseline's name."""
     # (a loss near a float's largest, as a diverging run or an edited checkpoint has, is drawn at 1e300: summed
     # over a window it would overflow to inf, and inf - inf to NaN)
     train = [(row["step"], min(row["loss"], 1e300)) for row in metrics["train"]]
@@ -423,6 +424,8 @@ def loss_curve(metrics, baselines=None, width=64, height=10):
             running += loss - (train[i - window][1] if i >= window else 0.0)
         smoothed.append((step, running / min(i + 1, window)))
     first, last = train[0][0], train[-1][0]
+    if width is None:                       # 80 = the scale's 8 + the grid + a space + "unigram 2.85" (12)
+        width = min([64] + [71 - len(f"{name} {loss:.2f}") for name, loss in (baselines or {}).items()])
     width = min(width, last - first + 1)
     column = lambda step: min(width - 1, (step - first) * width // (last - first + 1))
     sums, counts = [0.0] * width, [0] * width
@@ -449,8 +452,8 @@ def draw_curve(points, baselines, width, height, window, first, last):
             names[row_of(loss)].append(f"{name} {loss:.2f}")
     for col, loss, mark in points:
         grid[row_of(loss)][col] = mark
-    lines = [f"loss curve: . training loss (running mean of {counted(window, 'step')}), o validation loss" +
-             (", - a baseline's validation loss" if baselines else "")]
+    lines = [f"loss curve: . training (running mean of {counted(window, 'step')}), o validation" +
+             (", - baselines" if baselines else "")]                # (within 80 columns: the grid's rows too)
     figure = lambda loss: f"{loss:.2f}" if abs(loss) < 1e5 else f"{loss:.2g}"    # (1.7e308 in 300 digits: no)
     for row, cells in enumerate(grid):
         label = figure(hi) if row == 0 else figure(lo) if row == height - 1 else ""
