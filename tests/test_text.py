@@ -215,6 +215,15 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
             self.assertFalse(os.path.exists(saved))             # refused before anything was written
             self.assertEqual(run_main("--data", names, *big)[0], 0)
 
+    def test_a_held_out_character_alone_is_said_to_validate_nothing(self):
+        """Bug: one character held out (--val-fraction 0.005 of 211), no window made of it, and the run silent
+        about it: no validation loss, no baselines, and the header's '1 for validation'."""
+        status, out, err = run_main("--data", self.data, "--text", *SMALL, "--steps", 1, "--val-fraction", 0.005)
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("(210 for training, 1 for validation), read in windows of block_size + 1 = 9\n  the 1 held-out "
+                      "character makes no window, so nothing is validated: give a larger --val-fraction\n", out)
+        self.assertNotIn("held-out character", run_main("--data", self.data, "--text", *SMALL, "--steps", 1)[1])
+
     def test_bad_text_ends_in_one_line(self):
         """Bugs: a one-character file, or a training part no longer than block_size, ending in a traceback (an
         empty randrange) rather than one line."""

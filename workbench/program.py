@@ -245,6 +245,8 @@ def print_header(run):
         train, val = len(run.train_docs.stream), len(run.docs[0]) - len(run.train_docs.stream)
         log(f"text: {len(run.docs[0]):,} characters ({train:,} for training, {val:,} for validation), read in "
             f"windows of block_size + 1 = {settings['block_size'] + 1}")
+        if val == 1:                                        # (a window reads one character and predicts the next)
+            log("  the 1 held-out character makes no window, so nothing is validated: give a larger --val-fraction")
     else:
         log(f"documents: {len(run.docs):,} ({len(run.train_docs):,} for training, {len(run.val_docs):,} for "
             f"validation)")
