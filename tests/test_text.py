@@ -190,7 +190,8 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
     def test_a_windows_graph_grows_with_its_cube_and_a_run_too_big_is_refused_first(self):
         """Bugs: the memory estimate linear in block_size (a --text run at block_size 1,000 needed 24 GB against an
         estimate of 0.56 and was killed by the system, saying nothing); documents counted at block_size when each
-        is shorter (a names run at block_size 256 refused for graphs of at most 7 positions)."""
+        is shorter (a names run at block_size 256 refused for graphs of at most 7 positions); --explain's own
+        text left out of the count (a long one's graph built whatever the names)."""
         if tracemalloc is not None:                             # one window's graph, measured and estimated
             tokenizer, engine = text.TextTokenizer.from_docs([POEM]), workbench.MicrogptEngine
             gpt = microgpt.GPT(tokenizer.vocab_size, 8, 2, 1, 96, random.Random(0))
@@ -214,6 +215,11 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
             self.assertEqual((status, err), (2, said))
             self.assertFalse(os.path.exists(saved))             # refused before anything was written
             self.assertEqual(run_main("--data", names, *big)[0], 0)
+            look = ["--data", names, "--n-embd", 8, "--n-head", 2, "--block-size", 256, "--explain"]
+            status, out, err = run_main(*look, "emma" * 60)         # a graph of 241 positions, whatever the names
+            self.assertEqual(status, 2, err)
+            self.assertIn("block_size 256 has 3,168 parameters and needs about 0.4 GB here", err)
+            self.assertEqual(run_main(*look, "emma")[0], 0)
 
     def test_a_held_out_character_alone_is_said_to_validate_nothing(self):
         """Bug: one character held out (--val-fraction 0.005 of 211), no window made of it, and the run silent

@@ -167,7 +167,9 @@ def prepare(args, Engine, leader=True, log=print):
     checkpoint, settings, docs, tokenizer, sha256 = read_inputs(args, Engine)
     training = not args.load and args.explain is None and args.gradcheck is None
     graph = training or args.explain is not None or args.gradcheck is not None      # a backward pass to keep
-    check_memory(Engine, settings, tokenizer.vocab_size, training, graph, positions_read(docs, settings))
+    looked_at = [text for text in (args.explain, args.gradcheck) if text]          # (read as one more document)
+    positions = positions_read(docs + looked_at, settings)
+    check_memory(Engine, settings, tokenizer.vocab_size, training, graph, positions)
     claims = claim_outputs(args, settings) if training and leader else []
     try:
         return build(args, Engine, log, checkpoint, settings, docs, tokenizer, sha256, claims, training and leader)
