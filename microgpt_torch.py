@@ -235,7 +235,7 @@ class Engine:
             f", {self.world} processes, each a share of every batch" if self.world > 1 else "")
 
     @staticmethod
-    def memory_needed(settings, vocab_size, training, positions=None):
+    def memory_needed(settings, vocab_size, graph, positions=None):
         """Bytes for the weights, gradients, Adam's moments and one batch's activations (a generous count), a batch
         padded to `positions` (None: block_size), the most positions a document is read at."""
         n = workbench.count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])

@@ -191,7 +191,8 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
         """Bugs: the memory estimate linear in block_size (a --text run at block_size 1,000 needed 24 GB against an
         estimate of 0.56 and was killed by the system, saying nothing); documents counted at block_size when each
         is shorter (a names run at block_size 256 refused for graphs of at most 7 positions); --explain's own
-        text left out of the count (a long one's graph built whatever the names)."""
+        text left out of the count (a long one's graph built whatever the names), or a short one's counted as a
+        whole window of --text (refused for the memory of 256 positions)."""
         if tracemalloc is not None:                             # one window's graph, measured and estimated
             tokenizer, engine = text.TextTokenizer.from_docs([POEM]), workbench.MicrogptEngine
             gpt = microgpt.GPT(tokenizer.vocab_size, 8, 2, 1, 96, random.Random(0))
@@ -210,16 +211,18 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
         with replaced(workbench.workers, "physical_memory", lambda: 300e6):
             status, out, err = run_main("--data", poem, "--text", *big)
             said = ("microgpt: error: a model of n_embd 8, n_layer 1 and block_size 256 (batch 1) has 3,264 parameters "
-                    "and needs about 0.5 GB here; this process may use 0.3 GB; choose a smaller block_size, model or "
-                    "batch\n")
+                    "and needs about 0.5 GB here; this process may use 0.3 GB; choose a smaller block_size or model\n")
             self.assertEqual((status, err), (2, said))
             self.assertFalse(os.path.exists(saved))             # refused before anything was written
             self.assertEqual(run_main("--data", names, *big)[0], 0)
             look = ["--data", names, "--n-embd", 8, "--n-head", 2, "--block-size", 256, "--explain"]
             status, out, err = run_main(*look, "emma" * 60)         # a graph of 241 positions, whatever the names
             self.assertEqual(status, 2, err)
-            self.assertIn("block_size 256 has 3,168 parameters and needs about 0.4 GB here", err)
+            self.assertIn("block_size 256 has 3,168 parameters and needs about 0.4 GB here; this process may use 0.3 "
+                          "GB; give --explain or --gradcheck a shorter text, or look inside a smaller model", err)
             self.assertEqual(run_main(*look, "emma")[0], 0)
+            status, out, err = run_main("--data", poem, "--text", *big[:6], "--explain", "the owl")   # 7 positions
+            self.assertEqual((status, err), (0, ""))
 
     def test_a_held_out_character_alone_is_said_to_validate_nothing(self):
         """Bug: one character held out (--val-fraction 0.005 of 211), no window made of it, and the run silent
@@ -228,7 +231,9 @@ class TestATextRun(FewNamesCase, unittest.TestCase):
         self.assertEqual((status, err), (0, ""))
         self.assertIn("(210 for training, 1 for validation), read in windows of block_size + 1 = 9\n  the 1 held-out "
                       "character makes no window, so nothing is validated: give a larger --val-fraction\n", out)
-        self.assertNotIn("held-out character", run_main("--data", self.data, "--text", *SMALL, "--steps", 1)[1])
+        for fraction in (0.1, 0):                               # 21 held out, or none: nothing to say
+            out = run_main("--data", self.data, "--text", *SMALL, "--steps", 1, "--val-fraction", fraction)[1]
+            self.assertNotIn("held-out character", out)
 
     def test_bad_text_ends_in_one_line(self):
         """Bugs: a one-character file, or a training part no longer than block_size, ending in a traceback (an

@@ -67,9 +67,9 @@ class TestTheSumIsFixed(unittest.TestCase):
 
 class TestHowMany(unittest.TestCase):
     def workers(self, cores, given=None, batch_size=1, eval_docs=100):
-        settings = dict(microgpt.DEFAULTS, workers=given, batch_size=batch_size)
+        settings = dict(microgpt.DEFAULTS, workers=given, batch_size=batch_size, text=None)
         r = SimpleNamespace(Engine=workbench.MicrogptEngine, settings=settings, eval_docs=["x"] * eval_docs, step=0,
-                            tokenizer=microgpt.Tokenizer("abc"))
+                            tokenizer=microgpt.Tokenizer("abc"), docs=["abc"])
         with replaced(workbench.workers, "cores", lambda: cores):
             workers = workbench.workers_of(r)
         return workers.n if workers else 1
@@ -89,14 +89,20 @@ class TestHowMany(unittest.TestCase):
 
     def test_none_for_a_run_with_nothing_left_to_train_nor_more_than_memory_holds(self):
         """Bugs: workers started for --steps 0 or a finished --resume; 8 copies of a model memory holds one of."""
-        r = SimpleNamespace(Engine=workbench.MicrogptEngine, settings=dict(microgpt.DEFAULTS, workers=4, batch_size=8),
-                            eval_docs=[], step=500, tokenizer=microgpt.Tokenizer("abc"))
+        r = SimpleNamespace(Engine=workbench.MicrogptEngine, settings=dict(microgpt.DEFAULTS, workers=4, batch_size=8,
+                                                                           text=None),
+                            eval_docs=[], step=500, tokenizer=microgpt.Tokenizer("abc"), docs=["a" * 20])
         self.assertIsNone(workbench.workers_of(r))
-        need = workbench.MicrogptEngine.memory_needed(r.settings, 4, True)
+        need = workbench.MicrogptEngine.memory_needed(r.settings, 4, True)      # block_size 16: what a name reads
         r.step, r.settings["workers"] = 0, None
         with replaced(workbench.workers, "cores", lambda: 8), \
                 replaced(workbench.workers, "physical_memory", lambda: need * 3):
             self.assertEqual(workbench.workers_of(r).n, 3)
+        r.settings["block_size"], r.docs = 256, ["emma"]        # Bug: counted at block_size, not the 5 positions read
+        need = workbench.MicrogptEngine.memory_needed(r.settings, 4, True, 5)
+        with replaced(workbench.workers, "cores", lambda: 8), \
+                replaced(workbench.workers, "physical_memory", lambda: need * 8):
+            self.assertEqual(workbench.workers_of(r).n, 8)
 
     def test_the_option_is_offered_where_the_engine_can_share(self):
         names = lambda Engine: [s.name for s in workbench.settings_of(Engine)]

@@ -13,8 +13,9 @@ The engine interface. An engine is a class (MicrogptEngine below, microgpt_torch
       a model sized by the settings n_embd, n_head, n_layer, block_size (and the engine's own options),
       its first weights drawn from rng as microgpt.GPT draws them, and its optimizer; state, if given, is
       what state() returned (from a checkpoint), put in their place
-  Engine.memory_needed(settings, vocab_size, training, positions=None) -> bytes, from the settings and
-      the most positions a document is read at (None: block_size)
+  Engine.memory_needed(settings, vocab_size, graph, positions=None) -> bytes, from the settings and the
+      most positions a document is read at (None: block_size); graph: whether a graph is built (to train,
+      or to look inside)
   Engine.memory_available(settings) -> bytes, or None for this machine's memory
   engine.n_params
   engine.train(docs, start_step, on_step, settings)

@@ -70,7 +70,7 @@ def physical_memory():
     try:
         with open("/proc/meminfo") as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith("MemAvailable:") and int(line.split()[1]) > 0:     # (0: an odd account)
                     amounts.append(int(line.split()[1]) * 1024)         # (in kB)
     except (OSError, ValueError, IndexError):
         pass

@@ -58,8 +58,8 @@ class MicrogptEngine:
             self.optimizer.t, self.optimizer.m, self.optimizer.v = adam["t"], list(adam["m"]), list(adam["v"])
 
     @staticmethod
-    def memory_needed(settings, vocab_size, training, positions=None):
-        """Bytes for the model (and, to train, one document's graph and a batch), from the settings and the most
+    def memory_needed(settings, vocab_size, graph, positions=None):
+        """Bytes for the model (and, if `graph`, one document's graph and a batch), from the settings and the most
         positions a document is read at (None: block_size). Measured with tracemalloc: ~185 a parameter (Value,
         float, Adam's m, v); in a graph, ~60 a parameter and position, and ~14 a layer and head times the
         positions cubed: at position t each of a head's t + 1 attention weights keeps t + 1 local derivatives
@@ -68,8 +68,8 @@ class MicrogptEngine:
         is 0.2 MB; at 1,000 (--text reads every window whole), 14 GB a head."""
         T = positions or settings["block_size"]
         n = count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
-        graph = n * 60 * T + 14 * settings["n_layer"] * settings["n_head"] * T ** 3
-        return n * 200 + (graph + settings["batch_size"] * 200 if training else 0)
+        graph_bytes = n * 60 * T + 14 * settings["n_layer"] * settings["n_head"] * T ** 3
+        return n * 200 + (graph_bytes + settings["batch_size"] * 200 if graph else 0)
 
     memory_available = staticmethod(lambda settings: None)      # None: the machine's own
 

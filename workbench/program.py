@@ -29,13 +29,17 @@ def check_memory(Engine, settings, vocab_size, training, graph, positions):
     have = memory_available(Engine, settings)
     if have and need > have:
         n = count_parameters(vocab_size, settings["n_embd"], settings["n_layer"], settings["block_size"])
-        smaller = "block_size, model or batch" if training else "block_size or model"
+        if graph and not training:                          # looking inside: the text is what can be shorter
+            advice = "give --explain or --gradcheck a shorter text, or look inside a smaller model"
+        else:
+            smaller = ["block_size", "model"] + (["batch"] if training and settings["batch_size"] > 1 else [])
+            advice = (f"choose a smaller {', '.join(smaller[:-1])} or {smaller[-1]}" +
+                      (", or fewer --workers" if workers > 1 else ""))
         raise DataError(f"a model of n_embd {settings['n_embd']}, n_layer {settings['n_layer']} and block_size "
                         f"{settings['block_size']}" + (f" (batch {settings['batch_size']})" if training else "") +
                         f" has {n:,} parameters and needs about {need / 1e9:,.1f} GB here" +
                         (f" in {workers} processes" if workers > 1 else "") + f"; this process may use "
-                        f"{have / 1e9:,.1f} GB; choose a smaller {smaller}" +
-                        (" or fewer --workers" if workers > 1 else ""))
+                        f"{have / 1e9:,.1f} GB; {advice}")
 
 
 def read_inputs(args, Engine):
@@ -168,8 +172,10 @@ def prepare(args, Engine, leader=True, log=print):
     checkpoint, settings, docs, tokenizer, sha256 = read_inputs(args, Engine)
     training = not args.load and args.explain is None and args.gradcheck is None
     graph = training or args.explain is not None or args.gradcheck is not None      # a backward pass to keep
-    looked_at = [text for text in (args.explain, args.gradcheck) if text]          # (read as one more document)
-    positions = positions_read(docs + looked_at, settings)
+    looked_at = [text for text in (args.explain, args.gradcheck) if text]
+    # The most positions a graph reads: the text looked inside, if given; else a training document or window
+    positions = (min(settings["block_size"], max(map(len, looked_at)) + 1) if looked_at else
+                 positions_read(docs, settings))
     check_memory(Engine, settings, tokenizer.vocab_size, training, graph, positions)
     claims = claim_outputs(args, settings) if training and leader else []
     try:
@@ -372,7 +378,7 @@ def watched_training(run, stop):
     csv_log = CsvLog(settings["log"], settings["grad_clip"], run.metrics, run.baselines) if settings["log"] else None
     workers = workers_of(run, stop)
     watch, failure = Watch(run, stop, csv_log, workers), None
-    # (Under PyPy a batch is shared only when --workers says so: at batch 8 two processes train at 1.1x to 1.2x
+    # (Under PyPy a batch is shared only when --workers says so: at batch 8 two processes train at 0.9x to 1.2x
     # the speed of one on a 2-core machine, docs/speed.md; its evaluations are shared.)
     pypy = sys.implementation.name == "pypy"
     shared = {"gradients": lambda batch, n_tokens: workers.spread("gradients", batch, n_tokens)} if (

@@ -407,7 +407,8 @@ def loss_curve(metrics, baselines=None, width=None, height=10):
     """The run's loss curve as text lines: '.' is the training loss, smoothed by a running mean over
     about a twentieth of the run and averaged per column; 'o' is a validation loss; '-' rows mark the
     baselines' losses (the bigram always, the others where they fall in the picture). width: the grid's
-    columns; by default at most 64, and few enough that a row fits 80 columns with a baseline's name."""
+    columns; by default at most 64, and few enough that a row fits 80 columns with one baseline's name (two
+    baselines on one row, or a scale of 1e4 and more, can pass it: a diverging run's)."""
     # (a loss near a float's largest, as a diverging run or an edited checkpoint has, is drawn at 1e300: summed
     # over a window it would overflow to inf, and inf - inf to NaN)
     train = [(row["step"], min(row["loss"], 1e300)) for row in metrics["train"]]

@@ -17,7 +17,7 @@ import threading
 import time
 
 import microgpt
-from .common import flat, physical_memory, shown
+from .common import flat, physical_memory, positions_read, shown
 from .engine import COLLECTOR_OFF
 
 
@@ -298,6 +298,7 @@ def workers_of(run, stop=None):
     n = settings["workers"]
     if n is None:                                           # the cores, as many as the memory holds
         have = memory_available(run.Engine, settings)
-        n = min(8, cores(), have // run.Engine.memory_needed(settings, run.tokenizer.vocab_size, True) if have else 8)
+        need = run.Engine.memory_needed(settings, run.tokenizer.vocab_size, True, positions_read(run.docs, settings))
+        n = min(8, cores(), have // need if have else 8)
     n = min(n, max(settings["batch_size"] if settings["batch_size"] > 1 else 1, len(run.eval_docs) // 2))
     return Workers(n, run, stop) if n > 1 else None
