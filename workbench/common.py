@@ -69,9 +69,8 @@ def physical_memory():
     amounts = []
     try:
         with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:") and int(line.split()[1]) > 0:     # (0: an odd account)
-                    amounts.append(int(line.split()[1]) * 1024)         # (in kB)
+            free = [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]    # (in kB)
+        amounts += [amount for amount in free if amount > 0]        # (0: an odd account, not a limit)
     except (OSError, ValueError, IndexError):
         pass
     try:

@@ -230,20 +230,23 @@ def baselines(tokenizer, train_docs, docs, block_size):
     followed the token before it. Counts are over the positions the model trains on and start at 1
     (add-one, or Laplace, smoothing), so that no probability is 0. block_size None: the documents are read
     whole (--text's windows, and its training text in chunks that overlap by a character)."""
+    def positions(documents):       # each document's tokens, and how many positions of it are scored
+        for tokens in map(tokenizer.encode, documents if block_size is None else scored(documents, block_size)):
+            yield tokens, len(tokens) - 1 if block_size is None else microgpt.n_predicted(tokens, block_size)
+
     V = tokenizer.vocab_size
     unigram, bigram = [1] * V, [[1] * V for _ in range(V)]          # add-one: every count starts at 1
     pairs = collections.Counter()                           # (token, next token): how often, at a position each
-    for tokens in map(tokenizer.encode, train_docs if block_size is None else scored(train_docs, block_size)):
-        n = len(tokens) - 1 if block_size is None else microgpt.n_predicted(tokens, block_size)
-        pairs.update(zip(tokens[:n], tokens[1:n + 1]))      # (counted in C: a 50 MB text in seconds, not a minute)
+    for tokens, n_scored in positions(train_docs):
+        pairs.update(zip(tokens[:n_scored], tokens[1:n_scored + 1]))   # (in C: a 50 MB text in seconds, not a minute)
     for (current, target), count in pairs.items():
         unigram[target] += count
         bigram[current][target] += count
     unigram_total, bigram_totals = sum(unigram), [sum(row) for row in bigram]
     surprise = {"unigram": 0.0, "bigram": 0.0}
     n = 0
-    for tokens in map(tokenizer.encode, docs if block_size is None else scored(docs, block_size)):
-        for t in range(len(tokens) - 1 if block_size is None else microgpt.n_predicted(tokens, block_size)):
+    for tokens, n_scored in positions(docs):
+        for t in range(n_scored):
             current, target = tokens[t], tokens[t + 1]
             surprise["unigram"] -= math.log(unigram[target] / unigram_total)
             surprise["bigram"] -= math.log(bigram[current][target] / bigram_totals[current])
